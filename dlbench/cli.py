@@ -1,0 +1,184 @@
+"""Command line: `dlbench run | list | ui`. Thin: parse, call one function, return an exit status.
+
+Exit status: 0 success, 2 invalid input (bad spec, unknown name, bad flag), 1 failure at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXPERIMENTS_DIR = Path("experiments")
+
+RUN_HELP = """\
+Tune every arm of the ablation with Optuna under the same budget, re-run each arm's best configuration with
+several seeds (seed s = same data order and initial-weight seed in every arm), and print the per-arm results.
+Everything is logged to MLflow (experiment = the spec's `name`). Re-running the same command resumes: finished
+trials are kept and count toward the budget; trials of a killed run are marked failed and replaced."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with status 2 and a one-paragraph message (its default, made explicit)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"dlbench: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dlbench", description="Tuned, tracked and statistically compared deep-learning ablations.",
+                epilog="Defaults: storage studies/ ($DLBENCH_STORAGE), tracking sqlite:///mlruns/mlflow.db "
+                       "($MLFLOW_TRACKING_URI). See README.md.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,list,ui}")
+
+    r = sub.add_parser("run", help="tune, repeat and compare the arms of an experiment", description=RUN_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("spec", help="experiment file, e.g. experiments/relu_vs_sigmoid.toml")
+    r.add_argument("--trials", type=_positive, help="tuning trials per arm (overrides budget.trials)")
+    r.add_argument("--epochs", type=_positive, help="epochs per trial and repeat (overrides budget.epochs; "
+                                                     "changes the experiment, so it cannot resume other epochs)")
+    r.add_argument("--seeds", type=_positive, help="seed repeats of each arm's best configuration (overrides seeds)")
+    r.add_argument("--arms", help="comma-separated subset of arms to run, e.g. relu,sigmoid")
+    r.add_argument("--workers", type=_positive, default=1,
+                   help="worker processes on this machine sharing the studies (CPU threads are divided between "
+                        "them); run the same command on other machines with a shared --storage to scale out")
+    r.add_argument("--storage", default=None, help="Optuna storage: a folder (journal file, default studies/) or "
+                                                   "a database URL such as postgresql://user@host/db")
+    r.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; "
+                                                        "an http:// URL for a shared tracking server)")
+    r.add_argument("--quick", action="store_true",
+                   help="smoke run that exercises every stage: 2 trials, 2 seed repeats and 2 epochs per arm, "
+                        "stored as experiment '<name>-quick' so it never mixes with real results")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
+
+    ls = sub.add_parser("list", help="registered models, datasets and shipped experiments",
+                        description="List what is registered, one line each with a short description.")
+    ls.add_argument("what", nargs="?", default="models,datasets,experiments",
+                    help="comma-separated: models, datasets, experiments (default: all three)")
+
+    ui = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1 over this project's store",
+                        description="Start the MLflow UI on 127.0.0.1 (Ctrl-C stops it).")
+    ui.add_argument("--port", type=_positive, default=5000, help="port (default 5000)")
+    ui.add_argument("--tracking-uri", default=None, help="tracking store (default sqlite:///mlruns/mlflow.db)")
+    return p
+
+
+def _storage(arg: str | None) -> str:
+    return arg or os.environ.get("DLBENCH_STORAGE") or "studies/"
+
+
+def _tracking(arg: str | None) -> str:
+    from dlbench.tracking import default_uri  # noqa: PLC0415 - keeps `list` and `--help` free of mlflow
+
+    return arg or default_uri()
+
+
+def cmd_run(args) -> int:
+    from dlbench import spaces
+
+    overrides = dict(trials=args.trials, epochs=args.epochs, seeds=args.seeds,
+                     arms=[a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None)
+    exp = spaces.load(args.spec, **overrides)
+    if args.quick:
+        from dlbench.spec import with_overrides
+
+        exp = with_overrides(exp, trials=args.trials or 2, seeds=args.seeds or 2, epochs=args.epochs or 2,
+                             name=f"{exp.name}-quick")
+
+    from dlbench import study
+
+    settings = study.Settings(storage=_storage(args.storage), tracking_uri=_tracking(args.tracking_uri),
+                              workers=args.workers, progress=False if args.no_progress else None)
+    start = time.perf_counter()
+    print(f"dlbench: {exp.name}: {len(exp.arms)} arms x ({exp.budget.trials} trials + {exp.seeds} seeds) x "
+          f"{exp.budget.epochs} epochs on {exp.dataset.name}/{exp.model}; storage {settings.storage}, "
+          f"tracking {settings.tracking_uri}", file=sys.stderr, flush=True)
+    rows = study.run(exp, settings)
+    print(study.format_summary(exp, rows))
+    from dlbench.tracking import ui_command
+
+    print(f"\nfinished in {time.perf_counter() - start:.0f} s. Compare the runs in the MLflow UI: "
+          f"{ui_command(settings.tracking_uri)}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    wanted = [w.strip() for w in args.what.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in ("models", "datasets", "experiments")]
+    if unknown:
+        print(f"dlbench list: unknown kind {unknown[0]!r}; choose from models, datasets, experiments", file=sys.stderr)
+        return 2
+    if "models" in wanted:
+        from dlbench import models
+
+        print("models:")
+        for name in models.names():
+            print(f"  {name:<18}{models.get(name).description}")
+    if "datasets" in wanted:
+        from dlbench import data
+
+        print("datasets:")
+        for name in data.names():
+            print(f"  {name:<18}{data.get(name).description}")
+    if "experiments" in wanted:
+        import tomllib
+
+        print(f"experiments ({EXPERIMENTS_DIR}/):")
+        for path in sorted(EXPERIMENTS_DIR.glob("*.toml")):
+            try:
+                desc = tomllib.loads(path.read_text()).get("description", "")
+            except tomllib.TOMLDecodeError:
+                desc = "(not valid TOML)"
+            print(f"  {path.name:<28}{desc}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from dlbench.tracking import serve_ui
+
+    uri = _tracking(args.tracking_uri)
+    print(f"MLflow UI over {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    try:
+        return serve_ui(uri, args.port)
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    from dlbench.spec import SpecError
+
+    try:
+        return {"run": cmd_run, "list": cmd_list, "ui": cmd_ui}[args.command](args)
+    except SpecError as e:
+        print(f"dlbench: invalid input: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ndlbench: interrupted; run the same command again to resume (finished trials are kept)",
+              file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001
+        from dlbench.study import RunError  # noqa: PLC0415
+
+        if isinstance(e, RunError):
+            print(f"dlbench: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

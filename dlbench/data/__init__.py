@@ -1,0 +1,55 @@
+"""Registry of datasets: name -> (loader, options dataclass, description)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Mapping
+
+from dlbench.data import digits, spirals
+from dlbench.data._common import DatasetInfo, Split, TASK_METRICS
+
+__all__ = ["DatasetInfo", "Split", "Entry", "get", "names", "load", "TASK_METRICS"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    load: Callable[[Any], DatasetInfo]
+    options: type
+    description: str
+
+
+_DATASETS: dict[str, Entry] = {}
+
+
+def _register(name: str, load: Callable, options: type, description: str) -> None:
+    if name in _DATASETS:
+        raise KeyError(f"The dataset name {name!r} was already registered.")
+    _DATASETS[name] = Entry(name, load, options, description)
+
+
+_register("digits", digits.load, digits.Options, digits.DESCRIPTION)
+_register("spirals", spirals.load, spirals.Options, spirals.DESCRIPTION)
+
+
+def names() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def get(name: str) -> Entry:
+    try:
+        return _DATASETS[name]
+    except KeyError:
+        raise ValueError(f"Unrecognized dataset: {name!r}; known datasets: {', '.join(names())}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, options: Any) -> DatasetInfo:
+    return get(name).load(options)
+
+
+def load(name: str, options: Mapping[str, Any] | None = None) -> DatasetInfo:
+    """Load a dataset by registry name with its options (a mapping of the Options dataclass fields)."""
+    entry = get(name)
+    return _load_cached(name, entry.options(**dict(options or {})))

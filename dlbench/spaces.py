@@ -1,0 +1,183 @@
+"""Search spaces: check a spec against the registries, and turn it into each trial's typed parameters.
+
+The only module that calls `trial.suggest_*`. Every parameter name in a spec belongs to exactly one of the model
+builder's HParams or the trainer's TrainHParams; its values are checked against that field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+import pydantic
+
+from dlbench import data, models, spec
+from dlbench.spec import Choice, Experiment, Range, SpecError
+from dlbench.train import TrainHParams, direction
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A trial's parameters: typed model and training hyperparameters, and the flat mapping that was used."""
+
+    model: Any
+    train: TrainHParams
+    values: Mapping[str, Any]
+
+
+def load(path: str | Path, **overrides) -> Experiment:
+    """`spec.load`, command-line overrides, then `check`: everything a run validates before it starts."""
+    exp = spec.load(path)
+    check(exp)
+    if any(v is not None for v in overrides.values()):
+        exp = spec.with_overrides(exp, **overrides)
+    return exp
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(annotation: Any) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(annotation, config=pydantic.ConfigDict(strict=True))
+
+
+def _owners(model_name: str) -> dict[str, tuple[type, Any]]:
+    """name -> (HParams class, field annotation) for the model's and the trainer's hyperparameters."""
+    model_fields = _fields(models.get(model_name).hparams)
+    train_fields = _fields(TrainHParams)
+    overlap = set(model_fields) & set(train_fields)
+    if overlap:
+        raise ValueError(f"There is overlap between model and training hparams of {model_name!r}: {sorted(overlap)}")
+    owners = {k: (models.get(model_name).hparams, t) for k, t in model_fields.items()}
+    owners.update({k: (TrainHParams, t) for k, t in train_fields.items()})
+    return owners
+
+
+def _allowed_values(annotation: Any) -> str:
+    args = typing.get_args(annotation)
+    base = typing.get_origin(annotation)
+    if base is typing.Annotated:
+        inner, *meta = args
+        bounds = ", ".join(str(m) for m in meta)
+        return f"{getattr(inner, '__name__', inner)} ({bounds})" if bounds else _allowed_values(inner)
+    if base is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _check_value(exp: Experiment, field: str, annotation: Any, value: Any) -> None:
+    if _is_float(annotation) and _is_int(value):
+        value = float(value)  # TOML `1` where a float is expected
+    try:
+        _adapter(annotation).validate_python(value)
+    except pydantic.ValidationError:
+        raise SpecError(exp.path, field, f"{value!r} is not allowed; expected {_allowed_values(annotation)}") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_float(annotation: Any) -> bool:
+    base = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+    return base is float
+
+
+def _base_type(annotation: Any) -> Any:
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+
+
+def check(exp: Experiment) -> None:
+    """Check registry names, parameter names and values, and the metric.
+
+    Raises:
+        SpecError: naming the field and what is allowed.
+    """
+    try:
+        entry = models.get(exp.model)
+    except ValueError:
+        raise SpecError(exp.path, "model", f"unknown model {exp.model!r}; known models: {', '.join(models.names())}") from None
+    try:
+        ds = data.get(exp.dataset.name)
+    except ValueError:
+        raise SpecError(exp.path, "dataset", f"unknown dataset {exp.dataset.name!r}; known datasets: "
+                        f"{', '.join(data.names())}") from None
+    opt_fields = _fields(ds.options)
+    for k, v in exp.dataset.options.items():
+        if k not in opt_fields:
+            raise SpecError(exp.path, f"dataset.{k}", f"unknown option of dataset {ds.name!r}; allowed: "
+                            f"{', '.join(sorted(opt_fields))}")
+        _check_value(exp, f"dataset.{k}", opt_fields[k], v)
+
+    task = "classification"
+    if task not in entry.tasks:
+        raise SpecError(exp.path, "model", f"model {exp.model!r} does not do {task}")
+    produced = [m for base in data.TASK_METRICS[task] for m in (f"val_{base}", base)]
+    if exp.metric not in produced:
+        raise SpecError(exp.path, "metric", f"{exp.metric!r} is not produced by a {task} run; allowed: "
+                        f"{', '.join(produced)}")
+
+    owners = _owners(exp.model)
+    sections = [("fixed", exp.fixed), ("search", exp.search)] + [(f"arms.{a.name}", a.params) for a in exp.arms]
+    for section, params in sections:
+        for name, value in params.items():
+            field = f"{section}.{name}"
+            if name not in owners:
+                raise SpecError(exp.path, field, f"model {exp.model!r} and the trainer take no parameter {name!r}; "
+                                f"allowed: {', '.join(sorted(owners))}")
+            annotation = owners[name][1]
+            if isinstance(value, Range):
+                base = _base_type(annotation)
+                if base not in (int, float):
+                    raise SpecError(exp.path, field, f"{name} is not numeric, so it cannot be a range; use "
+                                    f"{{ choices = [...] }} with {_allowed_values(annotation)}")
+                if base is int and not (float(value.low).is_integer() and float(value.high).is_integer()):
+                    raise SpecError(exp.path, field, f"{name} is an integer: low and high must be integers")
+                _check_value(exp, f"{field}.low", annotation, int(value.low) if base is int else value.low)
+                _check_value(exp, f"{field}.high", annotation, int(value.high) if base is int else value.high)
+            elif isinstance(value, Choice):
+                for c in value.choices:
+                    _check_value(exp, f"{field}.choices", annotation, c)
+            else:
+                _check_value(exp, field, annotation, value)
+
+
+def _suggest(trial, name: str, value: Any, annotation: Any) -> Any:
+    if isinstance(value, Choice):
+        return trial.suggest_categorical(name, list(value.choices))
+    if isinstance(value, Range):
+        if _base_type(annotation) is int:
+            return trial.suggest_int(name, int(value.low), int(value.high), step=int(value.step or 1), log=value.log)
+        return trial.suggest_float(name, float(value.low), float(value.high), step=value.step, log=value.log)
+    return value
+
+
+def resolve(exp: Experiment, arm: spec.Arm, values: Mapping[str, Any]) -> Params:
+    """Typed Params from the arm's fixed values plus `values` for its searched ones (e.g. a best trial's params)."""
+    owners = _owners(exp.model)
+    merged = {k: (values[k] if spec.is_searched(v) else v) for k, v in exp.params_for(arm).items()}
+    model_cls = models.get(exp.model).hparams
+    model_kw = {k: v for k, v in merged.items() if owners[k][0] is model_cls}
+    train_kw = {k: v for k, v in merged.items() if owners[k][0] is TrainHParams}
+    return Params(model_cls(**model_kw), TrainHParams(**train_kw), dict(sorted(merged.items())))
+
+
+def sample(trial, exp: Experiment, arm: spec.Arm) -> Params:
+    """Sample a trial's parameters: the arm's fixed values, and its searched ones from `trial.suggest_*`."""
+    owners = _owners(exp.model)
+    sampled = {k: _suggest(trial, k, v, owners[k][1]) for k, v in exp.params_for(arm).items() if spec.is_searched(v)}
+    return resolve(exp, arm, sampled)
+
+
+def searched_names(exp: Experiment, arm: spec.Arm) -> list[str]:
+    return sorted(k for k, v in exp.params_for(arm).items() if spec.is_searched(v))
+
+
+def metric_direction(exp: Experiment) -> str:
+    return direction(exp.metric)

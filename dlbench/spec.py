@@ -1,0 +1,385 @@
+"""Experiment specs: parse and validate an ablation TOML file into a frozen Experiment."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import pydantic
+
+PRUNERS = ("hyperband", "median", "none")
+Scalar = bool | int | float | str
+
+
+class SpecError(ValueError):
+    """A spec (or a value given on the command line) is invalid; names the file and the field."""
+
+    def __init__(self, path: str | Path, field: str, message: str):
+        self.path = str(path)
+        self.field = field
+        self.message = message
+        super().__init__(f"{self.path}: field `{field}`: {message}")
+
+
+# === Parameter values ===
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A searched numeric range: `{ low = .., high = .., log = false, step = .. }`."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A searched categorical value: `{ choices = [...] }`."""
+
+    choices: tuple[Scalar, ...]
+
+
+Value = Scalar | Range | Choice
+
+
+def is_searched(value: Value) -> bool:
+    return isinstance(value, (Range, Choice))
+
+
+# === Experiment ===
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    trials: int
+    epochs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    name: str
+    params: Mapping[str, Value]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetRef:
+    name: str
+    options: Mapping[str, Scalar]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    source: str
+    claim: str
+    # Optional published numbers per arm and what they measure, e.g. {"sigmoid": 2.21, "tanh": 1.76}.
+    results: Mapping[str, float]
+    results_metric: str | None
+    lower_is_better: bool | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A validated ablation: every arm is tuned under the same budget, then repeated over seeds."""
+
+    name: str
+    description: str
+    path: str
+    dataset: DatasetRef
+    model: str
+    metric: str
+    baseline: str
+    seeds: int
+    budget: Budget
+    pruner: str
+    fixed: Mapping[str, Value]
+    search: Mapping[str, Value]
+    arms: tuple[Arm, ...]
+    reference: Reference | None
+
+    @property
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.arms)
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def params_for(self, arm: Arm) -> dict[str, Value]:
+        """Fixed, then shared search space, then the arm's own values (the arm wins)."""
+        merged: dict[str, Value] = dict(self.fixed)
+        merged.update(self.search)
+        merged.update(arm.params)
+        return merged
+
+    @property
+    def spec_hash(self) -> str:
+        """Hash of everything that changes what a trial computes (not budget size, seeds or prose).
+
+        Trials stored under one hash are comparable; a study holding another hash came from a different spec.
+        """
+        payload = {
+            "dataset": [self.dataset.name, sorted(self.dataset.options.items())],
+            "model": self.model,
+            "metric": self.metric,
+            "epochs": self.budget.epochs,
+            "pruner": self.pruner,
+            "params": {a.name: sorted((k, _jsonable(v)) for k, v in self.params_for(a).items()) for a in self.arms},
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _jsonable(v: Value) -> Any:
+    return dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+
+
+# === Raw schema (structure and types; meaning is checked below) ===
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_EXP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+
+class _BudgetModel(_Strict):
+    trials: int
+    epochs: int
+
+
+class _DatasetModel(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow", strict=True)
+    name: str
+
+
+class _ReferenceModel(_Strict):
+    source: str
+    claim: str
+    results: dict[str, float | int] = {}
+    results_metric: str | None = None
+    lower_is_better: bool | None = None
+
+
+class _SpecModel(_Strict):
+    name: str
+    description: str = ""
+    dataset: str | _DatasetModel
+    model: str
+    metric: str
+    baseline: str
+    seeds: int = 5
+    budget: _BudgetModel
+    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    fixed: dict[str, Any] = {}
+    search: dict[str, Any] = {}
+    arms: dict[str, dict[str, Any]]
+    reference: _ReferenceModel | None = None
+
+
+_ALLOWED = {
+    "": sorted(_SpecModel.model_fields),
+    "budget": sorted(_BudgetModel.model_fields),
+    "reference": sorted(_ReferenceModel.model_fields),
+}
+
+_TOML_TYPES = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+
+
+def _pydantic_message(path: str | Path, err: dict) -> SpecError:
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("str", "_DatasetModel", "function"))]
+    field = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = ".".join(loc[:-1])
+        allowed = _ALLOWED.get(parent, [])
+        return SpecError(path, field, f"unknown key; allowed keys here: {', '.join(allowed)}")
+    if kind == "missing":
+        return SpecError(path, field, "is required but missing")
+    if kind == "literal_error":
+        return SpecError(path, field, f"{err['msg'].lower()}; got {err.get('input')!r}")
+    if kind in _TOML_TYPES:
+        return SpecError(path, field, f"must be {_TOML_TYPES[kind]}; got {err.get('input')!r}")
+    return SpecError(path, field, f"{err['msg']}; got {err.get('input')!r}")
+
+
+# === Loading ===
+
+
+def load(path: str | Path) -> Experiment:
+    """Read and validate a spec file.
+
+    Args:
+        path: a TOML file (see experiments/ and DESIGN.md for the format).
+
+    Returns:
+        The frozen Experiment.
+
+    Raises:
+        SpecError: naming the file, the field and what is allowed. Names in registries (dataset, model, parameter
+            names and values) are checked by `spaces.check`, which needs the registries.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(path, "(file)", "no such spec file; see `dlbench list experiments` for the shipped ones")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"Cannot declare \('?([^)]*?)'?\) twice", str(e))
+        if m:
+            field = ".".join(p.strip(" '") for p in m.group(1).split(","))
+            raise SpecError(path, field, f"declared twice (duplicate arm or table): {e}") from None
+        raise SpecError(path, "(syntax)", f"not valid TOML: {e}") from None
+    return parse(raw, path)
+
+
+def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
+    """Validate an already-decoded spec mapping (see `load`)."""
+    try:
+        m = _SpecModel.model_validate(dict(raw))
+    except pydantic.ValidationError as e:
+        raise _pydantic_message(path, e.errors()[0]) from None
+
+    if not _EXP_NAME_RE.match(m.name):
+        raise SpecError(path, "name", f"must be letters, digits, '-', '_' or '.', starting with a letter or digit; got {m.name!r}")
+    if m.seeds < 1:
+        raise SpecError(path, "seeds", f"must be at least 1; got {m.seeds}")
+    if m.budget.trials < 1:
+        raise SpecError(path, "budget.trials", f"must be at least 1; got {m.budget.trials}")
+    if m.budget.epochs < 1:
+        raise SpecError(path, "budget.epochs", f"must be at least 1; got {m.budget.epochs}")
+
+    if isinstance(m.dataset, str):
+        dataset = DatasetRef(m.dataset, {})
+    else:
+        opts = dict(m.dataset.model_extra or {})
+        for k, v in opts.items():
+            if not isinstance(v, (bool, int, float, str)):
+                raise SpecError(path, f"dataset.{k}", f"dataset options are scalars; got {v!r}")
+        dataset = DatasetRef(m.dataset.name, opts)
+
+    fixed = {k: _fixed_value(path, f"fixed.{k}", v) for k, v in m.fixed.items()}
+    search = {k: _param_value(path, f"search.{k}", v) for k, v in m.search.items()}
+    for k, v in search.items():
+        if not is_searched(v):
+            raise SpecError(path, f"search.{k}", "values in [search] are searched: give { low, high } or { choices }; "
+                            "put fixed values in [fixed]")
+    both = set(fixed) & set(search)
+    if both:
+        k = sorted(both)[0]
+        raise SpecError(path, f"search.{k}", "is both fixed (in [fixed]) and searched; keep one")
+
+    if not m.arms:
+        raise SpecError(path, "arms", "an ablation needs at least one arm: add a table [arms.<name>]")
+    arms = []
+    for name, params in m.arms.items():
+        if not _NAME_RE.match(name):
+            raise SpecError(path, f"arms.{name}", "arm names are short snake_case (lower-case letters, digits, '_')")
+        if not params:
+            raise SpecError(path, f"arms.{name}", "empty arm: give at least one value that sets this arm apart")
+        arms.append(Arm(name, {k: _param_value(path, f"arms.{name}.{k}", v) for k, v in params.items()}))
+    if m.baseline not in m.arms:
+        raise SpecError(path, "baseline", f"must name one of the arms: {', '.join(m.arms)}; got {m.baseline!r}")
+
+    reference = None
+    if m.reference is not None:
+        r = m.reference
+        for arm in r.results:
+            if arm not in m.arms:
+                raise SpecError(path, f"reference.results.{arm}", f"not an arm; arms are: {', '.join(m.arms)}")
+        reference = Reference(r.source, r.claim, {k: float(v) for k, v in r.results.items()}, r.results_metric,
+                              r.lower_is_better)
+
+    return Experiment(
+        name=m.name, description=m.description, path=str(path), dataset=dataset, model=m.model, metric=m.metric,
+        baseline=m.baseline, seeds=m.seeds, budget=Budget(m.budget.trials, m.budget.epochs), pruner=m.pruner,
+        fixed=fixed, search=search, arms=tuple(arms), reference=reference,
+    )
+
+
+def _fixed_value(path, field: str, v: Any) -> Value:
+    value = _param_value(path, field, v)
+    if is_searched(value):
+        raise SpecError(path, field, "values in [fixed] are fixed; move searched ranges to [search]")
+    return value
+
+
+def _param_value(path, field: str, v: Any) -> Value:
+    """A scalar is fixed; `{low, high[, log, step]}` is a range; `{choices = [...]}` is categorical."""
+    if isinstance(v, (bool, int, float, str)):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise SpecError(path, field, f"must be a finite number; got {v!r}")
+        return v
+    if not isinstance(v, dict):
+        raise SpecError(path, field, f"must be a value, {{ low = .., high = .. }} or {{ choices = [..] }}; got {v!r}")
+    keys = set(v)
+    if "choices" in keys:
+        if keys != {"choices"}:
+            raise SpecError(path, field, f"a choice table has only `choices`; unknown keys: {sorted(keys - {'choices'})}")
+        ch = v["choices"]
+        if not isinstance(ch, list) or not ch:
+            raise SpecError(path, f"{field}.choices", "must be a non-empty list of values")
+        for c in ch:
+            if not isinstance(c, (bool, int, float, str)):
+                raise SpecError(path, f"{field}.choices", f"choices are plain values (numbers, strings, booleans); got {c!r}")
+        if len(set(map(repr, ch))) != len(ch):
+            raise SpecError(path, f"{field}.choices", f"lists a value twice: {ch!r}")
+        return Choice(tuple(ch))
+    if {"low", "high"} <= keys:
+        extra = keys - {"low", "high", "log", "step"}
+        if extra:
+            raise SpecError(path, field, f"unknown keys {sorted(extra)}; a range allows low, high, log, step")
+        low, high, log, step = v["low"], v["high"], v.get("log", False), v.get("step")
+        for k, x in (("low", low), ("high", high)) + ((("step", step),) if step is not None else ()):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                raise SpecError(path, f"{field}.{k}", f"must be a finite number; got {x!r}")
+        if not isinstance(log, bool):
+            raise SpecError(path, f"{field}.log", f"must be true or false; got {log!r}")
+        if low > high:
+            raise SpecError(path, field, f"impossible range: low ({low}) > high ({high})")
+        if log and low <= 0:
+            raise SpecError(path, f"{field}.low", f"a log range needs low > 0; got {low}")
+        if step is not None:
+            if step <= 0:
+                raise SpecError(path, f"{field}.step", f"must be > 0; got {step}")
+            if log:
+                raise SpecError(path, field, "a range cannot have both `log = true` and `step`")
+        return Range(low, high, log, step)
+    raise SpecError(path, field, f"a searched value needs both `low` and `high`, or `choices`; got keys {sorted(keys)}")
+
+
+def with_overrides(exp: Experiment, *, trials: int | None = None, epochs: int | None = None,
+                   seeds: int | None = None, arms: list[str] | None = None, name: str | None = None) -> Experiment:
+    """The experiment with command-line budget overrides applied (validated like the spec itself)."""
+    budget = exp.budget
+    for flag, value in (("--trials", trials), ("--epochs", epochs), ("--seeds", seeds)):
+        if value is not None and value < 1:
+            raise SpecError(exp.path, flag, f"must be at least 1; got {value}")
+    budget = Budget(trials or budget.trials, epochs or budget.epochs)
+    selected = exp.arms
+    baseline = exp.baseline
+    if arms:
+        unknown = [a for a in arms if a not in exp.arm_names]
+        if unknown:
+            raise SpecError(exp.path, "--arms", f"unknown arm {unknown[0]!r}; arms are: {', '.join(exp.arm_names)}")
+        selected = tuple(a for a in exp.arms if a.name in arms)
+        if baseline not in arms:
+            baseline = selected[0].name
+    return dataclasses.replace(exp, budget=budget, seeds=seeds or exp.seeds, arms=selected, baseline=baseline,
+                               name=name or exp.name)

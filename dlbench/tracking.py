@@ -1,0 +1,223 @@
+"""MLflow tracking: the store, run naming and tags, per-epoch logging, and read helpers. The only mlflow importer."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import dlbench
+
+DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+
+# === Tag keys and values (never spelled anywhere else) ===
+TAG_ROLE = "dlbench.role"
+TAG_ARM = "dlbench.arm"
+TAG_SPEC_HASH = "dlbench.spec_hash"
+TAG_VERSION = "dlbench.version"
+TAG_STATE = "dlbench.state"
+TAG_REASON = "dlbench.fail_reason"
+TAG_TRIAL = "dlbench.trial_number"
+TAG_STUDY = "dlbench.study"
+TAG_SEED = "dlbench.seed"
+TAG_CONFIG = "dlbench.config_hash"
+TAG_HOST = "dlbench.host"
+TAG_PID = "dlbench.pid"
+TAG_PID_START = "dlbench.pid_start"
+TAG_PARENT = "mlflow.parentRunId"
+TAG_RUN_NAME = "mlflow.runName"
+
+ROLE_ARM = "arm"
+ROLE_TRIAL = "trial"
+ROLE_REPEAT = "repeat"
+ROLE_COMPARISON = "comparison"
+
+STATE_RUNNING = "RUNNING"
+STATE_COMPLETE = "COMPLETE"
+STATE_PRUNED = "PRUNED"
+STATE_FAIL = "FAIL"
+
+_MLFLOW_STATUS = {STATE_COMPLETE: "FINISHED", STATE_PRUNED: "FINISHED", STATE_FAIL: "FAILED"}
+
+
+def default_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a local SQLite store go in `artifacts/` beside the database file."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        return (db.parent.resolve() / "artifacts").as_uri()
+    return None
+
+
+def ui_command(uri: str) -> str:
+    if uri == DEFAULT_URI:
+        return "dlbench ui    (then open http://127.0.0.1:5000)"
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"dlbench ui --tracking-uri {uri}    (then open http://127.0.0.1:5000)"
+
+
+# === Reproducibility manifest ===
+
+
+def _version(pkg: str) -> str:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+@functools.lru_cache(maxsize=1)
+def _git() -> tuple[str, str]:
+    root = Path(dlbench.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+    return commit or "unknown", ("true" if dirty else "false") if commit else "unknown"
+
+
+def manifest(device: str, deterministic: bool, backend: str) -> dict[str, str]:
+    """Tags every run carries so a result can be traced to code, packages and hardware."""
+    commit, dirty = _git()
+    return {
+        "mlflow.source.git.commit": commit,
+        "dlbench.git_dirty": dirty,
+        TAG_VERSION: dlbench.__version__,
+        "dlbench.python": platform.python_version(),
+        "dlbench.tensorflow": _version("tensorflow") if _version("tensorflow") != "absent" else _version("tensorflow-cpu"),
+        "dlbench.keras": _version("keras"),
+        "dlbench.optuna": _version("optuna"),
+        "dlbench.mlflow": _version("mlflow") if _version("mlflow") != "absent" else _version("mlflow-skinny"),
+        "dlbench.keras_backend": backend,
+        "dlbench.device": device,
+        "dlbench.determinism": "on" if deterministic else "off",
+        TAG_HOST: socket.gethostname(),
+        "dlbench.platform": f"{platform.system()} {platform.machine()}",
+    }
+
+
+# === The store ===
+
+
+class Tracker:
+    """One MLflow experiment in one tracking store."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri = uri
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=uri)
+        self.experiment_name = experiment
+        self.experiment_id = self._ensure_experiment(experiment)
+
+    def _ensure_experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        root = artifact_root(self.uri)
+        try:
+            return self.client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        except MlflowException:  # created meanwhile by another worker
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    # --- writing ---
+
+    def create_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None,
+                   params: Mapping[str, Any] | None = None) -> str:
+        tags = {**tags, TAG_RUN_NAME: name}
+        if parent_id:
+            tags[TAG_PARENT] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+        if params:
+            self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def epoch_logger(self, run_id: str):
+        """An epoch hook that logs Keras's logs under their own keys with step = epoch (0-based)."""
+
+        def hook(epoch: int, logs: Mapping[str, float]) -> None:
+            self.log_metrics(run_id, logs, step=epoch)
+
+        return hook
+
+    def end_run(self, run_id: str, state: str, reason: str | None = None) -> None:
+        tags = {TAG_STATE: state}
+        if reason:
+            tags[TAG_REASON] = reason[:4000]
+        self.set_tags(run_id, tags)
+        self.client.set_terminated(run_id, _MLFLOW_STATUS.get(state, "FINISHED"))
+
+    def log_artifact(self, run_id: str, path: str | Path) -> None:
+        self.client.log_artifact(run_id, str(path))
+
+    # --- reading ---
+
+    def runs(self, role: str | None = None, arm: str | None = None, status: str | None = None,
+             **tags: str) -> list:
+        """Runs of this experiment whose tags match (keyword names use '_' for '.': config_hash=...)."""
+        clauses = []
+        if role:
+            clauses.append(f"tags.`{TAG_ROLE}` = '{role}'")
+        if arm:
+            clauses.append(f"tags.`{TAG_ARM}` = '{arm}'")
+        if status:
+            clauses.append(f"attributes.status = '{status}'")
+        for k, v in tags.items():
+            clauses.append(f"tags.`dlbench.{k}` = '{v}'")
+        return list(self._search(" AND ".join(clauses)))
+
+    def _search(self, filter_string: str) -> Iterator:
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=1000,
+                                           page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+    def get_metric_history(self, run_id: str, key: str) -> list:
+        return self.client.get_metric_history(run_id, key)
+
+
+def serve_ui(uri: str, port: int) -> int:
+    """Start the MLflow UI on 127.0.0.1 over the store; returns its exit status."""
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(port)]
+    root = artifact_root(uri)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    return subprocess.call(cmd)

@@ -1,0 +1,174 @@
+"""Training: compile, fit and evaluate one Keras model. Knows nothing of Optuna or MLflow: their hooks come in."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Annotated, Any, Callable, Literal, Sequence
+
+import pydantic
+
+Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad"]
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainHParams:
+    optimizer: Optimizer = "adam"
+    learning_rate: Annotated[float, pydantic.Field(gt=0.0)] = 1e-3
+    momentum: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.9  # used by momentum and nesterov only
+    batch_size: Annotated[int, pydantic.Field(ge=1)] = 32
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss; the run is recorded as failed (the study goes on)."""
+
+    def __init__(self, epoch: int, logs: dict[str, float]):
+        self.epoch = epoch
+        self.logs = logs
+        super().__init__(f"diverged: non-finite loss at epoch {epoch} ({logs})")
+
+
+@dataclasses.dataclass
+class FitResult:
+    history: dict[str, list[float]]
+    best_epoch: int  # 0-based
+    best_value: float
+    test: dict[str, float]  # `test_<key>` -> value, empty unless asked for
+    seconds: float
+    params_count: int
+
+
+def direction(metric: str) -> str:
+    """'minimize' for losses and errors, 'maximize' for everything else (accuracy, AUC, ...)."""
+    return "minimize" if ("loss" in metric or "error" in metric) else "maximize"
+
+
+def configure(threads: int | None = None, deterministic: bool = True) -> None:
+    """Process-wide backend settings; call before the first model is built."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+            except RuntimeError:  # the runtime is already initialised: keep its settings
+                pass
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+
+
+def device() -> str:
+    """The accelerator the backend trains on, e.g. 'GPU:NVIDIA H100' or 'CPU'."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return f"GPU:{details.get('device_name', gpus[0].name)} x{len(gpus)}"
+        return "CPU"
+    if backend == "jax":
+        import jax
+
+        d = jax.devices()[0]
+        return f"{d.platform.upper()}:{getattr(d, 'device_kind', '')}"
+    return backend
+
+
+def optimizer(hp: TrainHParams):
+    import keras
+
+    if hp.optimizer == "sgd":
+        return keras.optimizers.SGD(hp.learning_rate)
+    if hp.optimizer == "momentum":
+        return keras.optimizers.SGD(hp.learning_rate, momentum=hp.momentum)
+    if hp.optimizer == "nesterov":
+        return keras.optimizers.SGD(hp.learning_rate, momentum=hp.momentum, nesterov=True)
+    if hp.optimizer == "adam":
+        return keras.optimizers.Adam(hp.learning_rate)
+    if hp.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(hp.learning_rate)
+    if hp.optimizer == "adagrad":
+        return keras.optimizers.Adagrad(hp.learning_rate)
+    raise ValueError(f"Unknown optimizer {hp.optimizer!r}")
+
+
+def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: int, monitor: str,
+        hooks: Sequence[EpochHook] = (), evaluate_test: bool = False) -> FitResult:
+    """Seed, build, compile, train and (optionally) test one model.
+
+    Seed `seed` fixes both the initial weights and the order of training examples, so the same seed gives the
+    same data order in every arm. The weights of the best epoch by `monitor` are restored before testing.
+
+    Args:
+        build: returns an uncompiled keras.Model (called after seeding).
+        data: a DatasetInfo.
+        hp: optimiser and batch settings.
+        epochs: number of passes over the training split.
+        seed: run seed.
+        monitor: the Keras log key that selects the best epoch (e.g. 'val_accuracy').
+        hooks: called as hook(epoch, logs) after every epoch, in order (logging, pruning). May raise to stop.
+        evaluate_test: also evaluate the restored model on the test split.
+
+    Returns:
+        FitResult with the per-epoch history.
+
+    Raises:
+        Diverged: the training loss became NaN or infinite.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build()
+    model.compile(optimizer=optimizer(hp), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    mode = direction(monitor)
+    history: dict[str, list[float]] = {}
+    best = {"epoch": -1, "value": math.inf if mode == "minimize" else -math.inf, "weights": None}
+
+    def on_epoch_end(epoch: int, logs: dict | None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        if monitor not in logs:
+            raise KeyError(f"metric {monitor!r} is not produced; this run logs: {', '.join(sorted(logs))}")
+        value = logs[monitor]
+        if math.isfinite(value) and (value < best["value"] if mode == "minimize" else value > best["value"]):
+            best.update(epoch=epoch, value=value, weights=model.get_weights())
+        for hook in hooks:
+            hook(epoch, logs)
+        if not math.isfinite(logs.get("loss", 0.0)):
+            raise Diverged(epoch, logs)
+
+    # Re-seed after building so the shuffling order depends on the seed only, not on the architecture.
+    keras.utils.set_random_seed(seed)
+    start = time.perf_counter()
+    model.fit(
+        data.train.x, data.train.y, batch_size=hp.batch_size, epochs=epochs, shuffle=True, verbose=0,
+        validation_data=(data.val.x, data.val.y), validation_batch_size=max(hp.batch_size, 1024),
+        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
+    )
+    seconds = time.perf_counter() - start
+    if best["weights"] is None:
+        raise Diverged(epochs - 1, {k: v[-1] for k, v in history.items()})
+
+    test: dict[str, float] = {}
+    if evaluate_test:
+        model.set_weights(best["weights"])
+        scores = model.evaluate(data.test.x, data.test.y, batch_size=max(hp.batch_size, 1024), verbose=0,
+                                return_dict=True)
+        test = {f"test_{k}": float(v) for k, v in scores.items()}
+    return FitResult(history, int(best["epoch"]), float(best["value"]), test, seconds, int(model.count_params()))
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))

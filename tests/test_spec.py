@@ -1,0 +1,109 @@
+"""Spec validation: every malformed spec is refused before anything runs, naming the file and the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SPECS, write_spec
+from dlbench import cli, spaces, spec
+from dlbench.spec import Choice, Range, SpecError
+
+GOOD = (SPECS / "tiny.toml").read_text()
+
+
+def _run(capsys, tmp_path, text: str, *extra: str) -> tuple[int, str]:
+    path = write_spec(tmp_path, text)
+    storage, mlruns = tmp_path / "studies", tmp_path / "mlruns"
+    rc = cli.main(["run", str(path), "--storage", str(storage), "--tracking-uri", f"sqlite:///{mlruns}/mlflow.db",
+                   *extra])
+    err = capsys.readouterr().err
+    # Nothing may be created for an invalid spec.
+    assert not storage.exists() and not mlruns.exists()
+    return rc, err
+
+
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        (("pruner = \"none\"", "pruner = \"none\"\ncolour = \"red\""), "colour", "unknown key; allowed keys here"),
+        (("name = \"spirals\"", "name = \"nosuchdata\""), "dataset", "known datasets: digits, spirals"),
+        (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: mlp"),
+        (("[arms.relu]\nactivation = \"relu\"", "[arms.relu]"), "arms.relu", "empty arm"),
+        (("[arms.relu]", "[arms.tanh]"), "arms.tanh", "declared twice"),
+        (("low = 1e-3, high = 1e-1", "low = 1e-1, high = 1e-3"), "search.learning_rate", "low (0.1) > high (0.001)"),
+        (("low = 1e-3, high = 1e-1, log = true", "low = 0, high = 1e-1, log = true"), "search.learning_rate.low",
+         "log range needs low > 0"),
+        (("[search]", "[search]\nkernel_size = { choices = [3, 5] }"), "search.kernel_size",
+         "take no parameter 'kernel_size'"),
+        (("metric = \"val_accuracy\"", "metric = \"val_auc\""), "metric", "allowed: val_loss, loss, val_accuracy"),
+        (("activation = \"relu\"", "activation = \"swish\""), "arms.relu.activation", "one of 'relu', 'sigmoid'"),
+        (("baseline = \"tanh\"", "baseline = \"gelu\""), "baseline", "must name one of the arms: tanh, relu"),
+        (("width = 16", "width = { low = 8, high = 16 }"), "fixed.width", "move searched ranges to [search]"),
+        (("width = 16", "width = 0"), "fixed.width", "not allowed"),
+        (("trials = 2", "trials = 0"), "budget.trials", "at least 1"),
+        (("seeds = 2", "seeds = \"two\""), "seeds", "must be an integer"),
+        (("n = 300", "n = 300, shape = \"ring\""), "dataset.shape", "unknown option of dataset 'spirals'"),
+        (("depth = 1", "depth = { low = 1.5, high = 3 }"), "fixed.depth", "move searched ranges"),
+    ],
+)
+def test_invalid_spec_exits_2_naming_file_and_field(capsys, tmp_path, change, field, words):
+    # Each malformed spec is rejected with exit 2; the message names the file, the field and what is allowed.
+    old, new = change
+    assert old in GOOD, old
+    rc, err = _run(capsys, tmp_path, GOOD.replace(old, new, 1))
+    assert rc == 2
+    assert "spec.toml" in err
+    assert f"field `{field}`" in err
+    assert words in err
+
+
+def test_searched_int_range_needs_integer_bounds(tmp_path):
+    text = GOOD.replace("[search]", "[search]\ndepth = { low = 1.5, high = 3 }").replace("depth = 1\n", "")
+    with pytest.raises(SpecError, match=r"search.depth.*integer"):
+        spaces.check(spec.load(write_spec(tmp_path, text)))
+
+
+def test_missing_file_and_bad_flags_exit_2(capsys, tmp_path):
+    assert cli.main(["run", str(tmp_path / "nope.toml")]) == 2
+    assert "no such spec file" in capsys.readouterr().err
+    rc, err = _run(capsys, tmp_path, GOOD, "--arms", "relu,gelu")
+    assert rc == 2 and "unknown arm 'gelu'" in err and "field `--arms`" in err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "x.toml", "--trials", "0"])
+    assert e.value.code == 2
+
+
+def test_toml_syntax_error_names_file(capsys, tmp_path):
+    rc, err = _run(capsys, tmp_path, GOOD + "\n[arms.x\n")
+    assert rc == 2 and "spec.toml" in err and "not valid TOML" in err
+
+
+def test_good_spec_parses_into_typed_values():
+    exp = spaces.load(SPECS / "tiny.toml")
+    assert exp.arm_names == ("tanh", "relu")
+    assert exp.search["learning_rate"] == Range(1e-3, 1e-1, log=True)
+    assert exp.dataset.options == {"n": 300}
+    assert exp.params_for(exp.arm("relu"))["activation"] == "relu"
+    # The hash ignores the budget size but not the epochs.
+    assert spec.with_overrides(exp, trials=9).spec_hash == exp.spec_hash
+    assert spec.with_overrides(exp, epochs=9).spec_hash != exp.spec_hash
+
+
+def test_choices_are_checked_against_the_field_type(tmp_path):
+    text = GOOD.replace("[search]", "[search]\noptimizer = { choices = [\"adam\", \"lbfgs\"] }")
+    with pytest.raises(SpecError, match=r"search.optimizer.choices.*'lbfgs' is not allowed"):
+        spaces.check(spec.load(write_spec(tmp_path, text)))
+    ok = spec.load(write_spec(tmp_path, GOOD.replace("[search]", "[search]\noptimizer = { choices = [\"adam\", \"sgd\"] }")))
+    spaces.check(ok)
+    assert ok.search["optimizer"] == Choice(("adam", "sgd"))
+
+
+def test_shipped_experiments_validate():
+    # Every experiment in experiments/ is a valid spec.
+    from conftest import ROOT
+
+    paths = sorted((ROOT / "experiments").glob("*.toml"))
+    assert len(paths) >= 2
+    for path in paths:
+        exp = spaces.load(path)
+        assert exp.baseline in exp.arm_names
