@@ -1,4 +1,4 @@
-"""Command line: `dlbench run | list | ui`. Thin: parse, call one function, return an exit status.
+"""Command line: `dlbench run | compare | list | ui`. Thin: parse, call one function, return an exit status.
 
 Exit status: 0 success, 2 invalid input (bad spec, unknown name, bad flag), 1 failure at run time.
 """
@@ -10,6 +10,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from dlbench.progress import quiet_libraries
 
 EXPERIMENTS_DIR = Path("experiments")
 
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dlbench", description="Tuned, tracked and statistically compared deep-learning ablations.",
                 epilog="Defaults: storage studies/ ($DLBENCH_STORAGE), tracking sqlite:///mlruns/mlflow.db "
                        "($MLFLOW_TRACKING_URI). See README.md.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{run,list,ui}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,compare,list,ui}")
 
     r = sub.add_parser("run", help="tune, repeat and compare the arms of an experiment", description=RUN_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="smoke run that exercises every stage: 2 trials, 2 seed repeats and 2 epochs per arm, "
                         "stored as experiment '<name>-quick' so it never mixes with real results")
     r.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
+
+    c = sub.add_parser("compare", help="the comparison of an experiment's arms, from the stores (no training)",
+                       description="Per-arm statistics over seed repeats (mean, std, 95%% CI), differences to the "
+                                   "baseline with Welch, Mann-Whitney and paired tests, Holm-corrected, Hedges' g, "
+                                   "verdicts, the tuning summary and the published reference. Also written with its "
+                                   "plots to the experiment's `comparison` run in MLflow.")
+    c.add_argument("spec_or_name", help="experiment file or experiment name, e.g. relu-vs-sigmoid")
+    c.add_argument("--format", default="table", help="comma-separated: table, md, csv, json (default table)")
+    c.add_argument("--storage", default=None, help="Optuna storage (default studies/)")
+    c.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+    c.add_argument("--no-log", action="store_true", help="print only; do not update the `comparison` run")
 
     ls = sub.add_parser("list", help="registered models, datasets and shipped experiments",
                         description="List what is registered, one line each with a short description.")
@@ -106,12 +119,33 @@ def cmd_run(args) -> int:
     print(f"dlbench: {exp.name}: {len(exp.arms)} arms x ({exp.budget.trials} trials + {exp.seeds} seeds) x "
           f"{exp.budget.epochs} epochs on {exp.dataset.name}/{exp.model}; storage {settings.storage}, "
           f"tracking {settings.tracking_uri}", file=sys.stderr, flush=True)
-    rows = study.run(exp, settings)
-    print(study.format_summary(exp, rows))
+    study.run(exp, settings)
+    from dlbench import compare
+    from dlbench.spec import SpecError
     from dlbench.tracking import ui_command
 
+    try:
+        print(compare.format_report(compare.report(exp, settings.storage, settings.tracking_uri)))
+    except SpecError as e:  # nothing to compare: every trial or repeat failed
+        print(f"dlbench: no comparison: {e.message}", file=sys.stderr)
     print(f"\nfinished in {time.perf_counter() - start:.0f} s. Compare the runs in the MLflow UI: "
           f"{ui_command(settings.tracking_uri)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from dlbench import compare
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in compare.FORMATS]
+    if bad:
+        print(f"dlbench compare: unknown format {bad[0]!r}; choose from {', '.join(compare.FORMATS)}",
+              file=sys.stderr)
+        return 2
+    uri = _tracking(args.tracking_uri)
+    exp = compare.resolve(args.spec_or_name, uri)
+    report = compare.report(exp, _storage(args.storage), uri, write=not args.no_log)
+    print("\n\n".join(compare.format_report(report, f) for f in formats))
     return 0
 
 
@@ -158,12 +192,12 @@ def cmd_ui(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_libraries()
     args = _parser().parse_args(argv)
     from dlbench.spec import SpecError
 
     try:
-        return {"run": cmd_run, "list": cmd_list, "ui": cmd_ui}[args.command](args)
+        return {"run": cmd_run, "compare": cmd_compare, "list": cmd_list, "ui": cmd_ui}[args.command](args)
     except SpecError as e:
         print(f"dlbench: invalid input: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 from tqdm import tqdm
@@ -49,3 +51,14 @@ class Progress:
             self.bar.write(text, file=self.stream)
         else:
             print(text, file=self.stream, flush=True)
+
+
+def quiet_libraries() -> None:
+    """Our progress and summary are the output; the libraries' INFO chatter is not (call at process start)."""
+    # Level 3 also hides TensorFlow's C++ "NodeDef mentions attribute ..." lines printed at every fit.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "optuna" in sys.modules:  # optuna resets its logger's level when it is imported
+        sys.modules["optuna"].logging.set_verbosity(logging.WARNING)
+    for name, level in (("optuna", logging.WARNING), ("mlflow", logging.WARNING), ("alembic", logging.WARNING),
+                        ("tensorflow", logging.ERROR)):
+        logging.getLogger(name).setLevel(level)

@@ -383,3 +383,30 @@ def with_overrides(exp: Experiment, *, trials: int | None = None, epochs: int | 
             baseline = selected[0].name
     return dataclasses.replace(exp, budget=budget, seeds=seeds or exp.seeds, arms=selected, baseline=baseline,
                                name=name or exp.name)
+
+
+def to_raw(exp: Experiment) -> dict[str, Any]:
+    """The experiment as a spec mapping (what `parse` reads), e.g. to store beside its results."""
+
+    def raw(v: Value) -> Any:
+        if isinstance(v, Range):
+            return {"low": v.low, "high": v.high, "log": v.log, **({"step": v.step} if v.step is not None else {})}
+        if isinstance(v, Choice):
+            return {"choices": list(v.choices)}
+        return v
+
+    out: dict[str, Any] = {
+        "name": exp.name, "description": exp.description, "dataset": {"name": exp.dataset.name, **exp.dataset.options},
+        "model": exp.model, "metric": exp.metric, "baseline": exp.baseline, "seeds": exp.seeds,
+        "budget": {"trials": exp.budget.trials, "epochs": exp.budget.epochs}, "pruner": exp.pruner,
+        "fixed": {k: raw(v) for k, v in exp.fixed.items()}, "search": {k: raw(v) for k, v in exp.search.items()},
+        "arms": {a.name: {k: raw(v) for k, v in a.params.items()} for a in exp.arms},
+    }
+    if exp.reference is not None:
+        r = exp.reference
+        out["reference"] = {"source": r.source, "claim": r.claim, "results": dict(r.results)}
+        if r.results_metric is not None:
+            out["reference"]["results_metric"] = r.results_metric
+        if r.lower_is_better is not None:
+            out["reference"]["lower_is_better"] = r.lower_is_better
+    return out

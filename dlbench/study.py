@@ -12,7 +12,6 @@ import json
 import math
 import multiprocessing
 import os
-import statistics
 import time
 import traceback
 from pathlib import Path
@@ -22,8 +21,8 @@ import filelock
 import optuna
 from optuna.trial import TrialState
 
-from dlbench import data, models, procs, spaces, train
-from dlbench.progress import Progress
+from dlbench import data, models, procs, spaces, spec, train
+from dlbench.progress import Progress, quiet_libraries
 from dlbench.spec import Arm, Experiment, SpecError
 from dlbench import tracking as T
 
@@ -381,87 +380,30 @@ def _best_value(study: optuna.Study) -> float | None:
         return None
 
 
-# === Summary ===
-
-
-@dataclasses.dataclass
-class ArmSummary:
-    arm: str
-    trials: dict[str, int]
-    best_value: float | None
-    best_params: dict[str, Any]
-    repeats: list[float]  # the spec's metric over seed repeats (best epoch)
-    test: dict[str, list[float]]
-
-
-def summarize(exp: Experiment, settings: Settings) -> list[ArmSummary]:
-    storage = open_storage(settings.storage)
-    tracker = T.Tracker(settings.tracking_uri, exp.name)
-    out = []
-    for arm in exp.arms:
-        study = optuna.load_study(study_name=study_name(exp, arm.name), storage=storage)
-        trials = study.get_trials(deepcopy=False)
-        counts = {s.name: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED,
-                                                                       TrialState.FAIL)}
-        best = _best_value(study)
-        parent = tracker.runs(role=T.ROLE_ARM, arm=arm.name, spec_hash=exp.spec_hash)
-        config = parent[0].data.tags.get(T.TAG_CONFIG) if parent else None
-        runs = [r for r in tracker.runs(role=T.ROLE_REPEAT, arm=arm.name, config_hash=config or "-")
-                if r.info.status == "FINISHED"]
-        values = [r.data.metrics[f"best_{exp.metric}"] for r in runs if f"best_{exp.metric}" in r.data.metrics]
-        test: dict[str, list[float]] = {}
-        for r in runs:
-            for k, v in r.data.metrics.items():
-                if k.startswith("test_"):
-                    test.setdefault(k, []).append(v)
-        out.append(ArmSummary(arm.name, counts, best, study.best_params if best is not None else {}, values, test))
-    return out
-
-
-def format_summary(exp: Experiment, rows: list[ArmSummary]) -> str:
-    test_key = "test_" + exp.metric.removeprefix("val_")
-    lines = [f"{exp.name}: {exp.metric} per arm (best trial; mean ± std over seed repeats)",
-             f"{'arm':<14}{'trials c/p/f':>14}{'best trial':>12}{'repeats':>22}{test_key:>24}"]
-    for r in rows:
-        counts = f"{r.trials['COMPLETE']}/{r.trials['PRUNED']}/{r.trials['FAIL']}"
-        best = f"{r.best_value:.4f}" if r.best_value is not None else "-"
-        lines.append(f"{r.arm + (' *' if r.arm == exp.baseline else ''):<14}{counts:>14}{best:>12}"
-                     f"{_mean_std(r.repeats):>22}{_mean_std(r.test.get(test_key, [])):>24}")
-    lines.append("(* baseline; c/p/f = complete/pruned/failed trials)")
-    return "\n".join(lines)
-
-
-def _mean_std(xs: list[float]) -> str:
-    if not xs:
-        return "-"
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.fmean(xs):.4f} ± {sd:.4f} (n={len(xs)})"
-
-
 # === Entry point ===
 
 
 def _worker_main(exp: Experiment, settings: Settings, worker: int, threads: int) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_libraries()
     Worker(exp, settings, worker=worker, threads=threads).work()
 
 
-def run(exp: Experiment, settings: Settings) -> list[ArmSummary]:
-    """Tune every arm, repeat the best configurations, and return the per-arm summary.
+def run(exp: Experiment, settings: Settings) -> None:
+    """Tune every arm and repeat the best configurations (`compare.report` then reads the results).
 
     With `settings.workers > 1`, that many processes share the work (each with its share of CPU threads); this
     process then only shows progress. Re-running resumes where the storage left off.
     """
+    quiet_libraries()
     progress = Progress(settings.progress)
-    if settings.workers <= 1:
-        Worker(exp, settings, progress=progress).work()
-        return summarize(exp, settings)
-
-    # Create the stores, studies and arm runs once, before workers race to do it.
+    # Create the stores and studies once, before workers race to do it, and keep the spec beside its results.
     storage = open_storage(settings.storage)
     for arm in exp.arms:
         open_study(exp, arm.name, storage)
-    T.Tracker(settings.tracking_uri, exp.name)
+    T.Tracker(settings.tracking_uri, exp.name).store_spec(spec.to_raw(exp))
+    if settings.workers <= 1:
+        Worker(exp, settings, progress=progress).work()
+        return
 
     ctx = multiprocessing.get_context("spawn")
     threads = train.threads_per_worker(settings.workers)
@@ -480,7 +422,6 @@ def run(exp: Experiment, settings: Settings) -> list[ArmSummary]:
     if failed:
         raise RunError(f"{len(failed)} of {len(procs_)} workers failed (exit codes "
                        f"{', '.join(str(p.exitcode) for p in failed)}); run the same command again to resume")
-    return summarize(exp, settings)
 
 
 def _watch(exp: Experiment, storage, workers: list, progress: Progress) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import json
 import os
 import platform
 import socket
@@ -35,6 +36,7 @@ TAG_CONFIG = "dlbench.config_hash"
 TAG_HOST = "dlbench.host"
 TAG_PID = "dlbench.pid"
 TAG_PID_START = "dlbench.pid_start"
+TAG_SPEC = "dlbench.spec"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
 
@@ -142,6 +144,10 @@ class Tracker:
 
     # --- writing ---
 
+    def store_spec(self, raw: Mapping[str, Any]) -> None:
+        """Keep the spec as it ran on the MLflow experiment, so `dlbench compare NAME` needs no file."""
+        self.client.set_experiment_tag(self.experiment_id, TAG_SPEC, json.dumps(raw))
+
     def create_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None,
                    params: Mapping[str, Any] | None = None) -> str:
         tags = {**tags, TAG_RUN_NAME: name}
@@ -211,6 +217,16 @@ class Tracker:
 
     def get_metric_history(self, run_id: str, key: str) -> list:
         return self.client.get_metric_history(run_id, key)
+
+
+def stored_spec(uri: str, experiment: str) -> dict | None:
+    """The spec stored on an MLflow experiment by `Tracker.store_spec`, or None."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return None  # do not create an empty store just to look
+    exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    if exp is None or TAG_SPEC not in exp.tags:
+        return None
+    return json.loads(exp.tags[TAG_SPEC])
 
 
 def serve_ui(uri: str, port: int) -> int:

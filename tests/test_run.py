@@ -45,7 +45,7 @@ def test_run_logs_everything_named_and_tagged_as_designed(stores):
     storage, uri = stores
     out = dlbench("run", TINY, "--storage", storage, "--tracking-uri", uri)
     assert "dlbench ui --tracking-uri" in out.stdout
-    assert "tanh *" in out.stdout and "relu" in out.stdout
+    assert "tanh (baseline)" in out.stdout and "relu" in out.stdout
 
     # Optuna: one study per arm, "<spec>/<arm>", with the budgeted number of finished trials.
     studies = _studies(storage)
@@ -58,9 +58,9 @@ def test_run_logs_everything_named_and_tagged_as_designed(stores):
     mlflow.set_tracking_uri(uri)
     df = mlflow.search_runs(experiment_names=["tiny"], max_results=1000)
     names = sorted(df["tags.mlflow.runName"])
-    assert names == sorted(["tanh", "relu", "tanh/trial-0", "tanh/trial-1", "relu/trial-0", "relu/trial-1",
+    assert names == sorted(["comparison", "tanh", "relu", "tanh/trial-0", "tanh/trial-1", "relu/trial-0", "relu/trial-1",
                             "tanh/seed-0", "tanh/seed-1", "relu/seed-0", "relu/seed-1"])
-    assert Counter(df["tags.dlbench.role"]) == {"arm": 2, "trial": 4, "repeat": 4}
+    assert Counter(df["tags.dlbench.role"]) == {"arm": 2, "trial": 4, "repeat": 4, "comparison": 1}
     client, runs = _runs(uri)
     arm_ids = {r.data.tags["dlbench.arm"]: r.info.run_id for r in _by_role(runs, "arm")}
     for r in _by_role(runs, "trial") + _by_role(runs, "repeat"):
@@ -162,6 +162,7 @@ def test_diverging_trials_are_failed_and_the_study_completes(stores, tmp_path):
     path = write_spec(tmp_path, text)
     out = dlbench("run", str(path), "--storage", storage, "--tracking-uri", uri)
     assert "no trial completed" in out.stderr
+    assert "no comparison: experiment 'tiny' has no finished seed repeats yet" in out.stderr
     for study in _studies(storage).values():
         assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]  # diverged counts; no retry
         assert all(t.user_attrs["fail_reason"].startswith("diverged") for t in study.trials)
@@ -182,4 +183,5 @@ def test_two_workers_share_the_budget_without_duplicates_or_losses(stores):
     _, runs = _runs(uri)
     names = Counter(r.data.tags["mlflow.runName"] for r in runs)
     assert set(names.values()) == {1}
+    assert len(_by_role(runs, "comparison")) == 1
     assert len(_by_role(runs, "trial")) == 8 and len(_by_role(runs, "repeat")) == 4

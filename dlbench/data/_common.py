@@ -7,7 +7,6 @@ from typing import Annotated
 
 import numpy as np
 import pydantic
-from sklearn.model_selection import train_test_split
 
 # What each task produces as Keras log keys (validation adds a `val_` prefix, repeats a `test_` prefix).
 TASK_METRICS = {"classification": ("loss", "accuracy")}
@@ -48,6 +47,8 @@ class CommonOptions:
 
 def split(x: np.ndarray, y: np.ndarray, *, n_val: int, n_test: int, seed: int) -> tuple[Split, Split, Split]:
     """Stratified train/val/test split, fixed by `seed`."""
+    from sklearn.model_selection import train_test_split
+
     x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=n_test, stratify=y, random_state=seed)
     x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=n_val, stratify=y_rest,
                                                       random_state=seed)
@@ -56,6 +57,8 @@ def split(x: np.ndarray, y: np.ndarray, *, n_val: int, n_test: int, seed: int) -
 
 def subset(train: Split, train_size: int | None, seed: int) -> tuple[Split, Split | None]:
     """A stratified subset of the training split of `train_size` rows, and the remaining rows (unlabeled use)."""
+    from sklearn.model_selection import train_test_split
+
     if train_size is None or train_size >= len(train):
         return train, None
     n_classes = len(np.unique(train.y))

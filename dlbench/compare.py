@@ -1,0 +1,425 @@
+"""The comparison: per-arm statistics over seed repeats, tests against the baseline, tuning summary and plots.
+
+Read-only over the stores: trials come from the Optuna studies, seed repeats from MLflow. Writing the report to
+the `comparison` run is the only side effect, and `log` does it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dlbench import spec, stats
+from dlbench import tracking as T
+from dlbench.spec import Experiment, SpecError
+from dlbench.train import direction
+
+FORMATS = ("table", "md", "csv", "json")
+
+
+@dataclasses.dataclass
+class ArmResult:
+    arm: str
+    n: int
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    values: dict[int, float]  # seed -> compared metric
+    tuned_mean: float  # the tuned (validation) metric over the same repeats
+    repeats_failed: int
+    best_trial: float | None
+    best_params: dict[str, Any]
+    trials_complete: int
+    trials_pruned: int
+    trials_failed: int
+    tuning_seconds: float
+    expected_best: list[float]  # expected best validation score after 1..n trials (Dodge et al. 2019)
+
+
+@dataclasses.dataclass
+class ArmComparison:
+    arm: str
+    diff: float
+    diff_ci_low: float
+    diff_ci_high: float
+    p_welch: float
+    p_rank: float
+    p_paired: float
+    n_pairs: int
+    p_holm: float
+    hedges_g: float
+    verdict: str
+    published: str  # what the reference says of this arm against the baseline, and whether we agree
+    note: str
+
+
+@dataclasses.dataclass
+class Report:
+    experiment: str
+    metric: str  # compared (held-out test counterpart of the tuned metric)
+    tuned_metric: str
+    higher_is_better: bool
+    baseline: str
+    trials_budget: int
+    epochs: int
+    seeds: int
+    spec_hash: str
+    arms: list[ArmResult]
+    comparisons: list[ArmComparison]
+    budget_note: str
+    reference: dict[str, Any] | None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, default=_json_default, allow_nan=True)
+
+
+def _json_default(o):
+    return str(o)
+
+
+def compared_metric(exp: Experiment) -> str:
+    """Arms are tuned on the spec's metric (validation) and compared on its held-out test counterpart."""
+    return "test_" + exp.metric.removeprefix("val_")
+
+
+# === Reading the stores ===
+
+
+def _trials(exp: Experiment, storage_url: str, arm: str):
+    import optuna
+
+    from dlbench.study import open_storage, study_name
+
+    try:
+        return optuna.load_study(study_name=study_name(exp, arm), storage=open_storage(storage_url))
+    except KeyError:
+        return None
+
+
+def resolve(spec_or_name: str, tracking_uri: str) -> Experiment:
+    """The experiment to compare: a spec file, or the name of an experiment in the tracking store.
+
+    A run stores its (possibly overridden) spec on its MLflow experiment, so a name is enough, and a spec file
+    whose experiment ran with other budget flags is compared as it ran.
+
+    Raises:
+        SpecError: (exit 2) for an unknown name or a malformed file.
+    """
+    path = Path(spec_or_name)
+    exp = spec.load(path) if path.suffix == ".toml" or path.is_file() else None
+    name = exp.name if exp else spec_or_name
+    stored = T.stored_spec(tracking_uri, name)
+    if stored is not None:
+        ran = spec.parse(stored, f"{name} (as stored in {tracking_uri})")
+        if exp is None or ran.spec_hash == exp.spec_hash:
+            return ran
+    if exp is not None:
+        if stored is None:
+            raise SpecError(path, "name", f"experiment {name!r} has no finished seed repeats yet in {tracking_uri}; "
+                            f"run `dlbench run {path}` first")
+        return exp
+    raise SpecError(spec_or_name, "name", f"no experiment named {name!r} in {tracking_uri}; run it first with "
+                    "`dlbench run experiments/<file>.toml`, or pass the spec file (see `dlbench list experiments`)")
+
+
+def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 0.05) -> Report:
+    """Gather trials and repeats and compute the statistics.
+
+    Raises:
+        SpecError: (exit 2) when no arm has a finished seed repeat yet, saying what to run first.
+    """
+    from optuna.trial import TrialState
+
+    metric, higher = compared_metric(exp), direction(exp.metric) == "maximize"
+    arms: list[ArmResult] = []
+    for arm in exp.arm_names:
+        parent = tracker.runs(role=T.ROLE_ARM, arm=arm, spec_hash=exp.spec_hash)
+        config = parent[0].data.tags.get(T.TAG_CONFIG) if parent else None
+        repeats = tracker.runs(role=T.ROLE_REPEAT, arm=arm, config_hash=config) if config else []
+        done = [r for r in repeats if r.info.status == "FINISHED" and metric in r.data.metrics]
+        values = {int(r.data.tags[T.TAG_SEED]): r.data.metrics[metric] for r in done}
+        tuned = [r.data.metrics.get(f"best_{exp.metric}", math.nan) for r in done]
+        d = stats.describe(list(values.values()))
+
+        study = _trials(exp, storage_url, arm)
+        trials = study.get_trials(deepcopy=False) if study else []
+        count = lambda s: sum(t.state == s for t in trials)  # noqa: E731
+        scored = [t.value for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.value is not None]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        best = (max if higher else min)(complete, key=lambda t: t.value) if complete else None
+        seconds = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                      if t.datetime_complete and t.datetime_start)
+        arms.append(ArmResult(
+            arm=arm, n=d.n, mean=d.mean, std=d.std, ci_low=d.ci_low, ci_high=d.ci_high, values=values,
+            tuned_mean=_mean(tuned), repeats_failed=sum(r.info.status == "FAILED" for r in repeats),
+            best_trial=best.value if best else None, best_params=dict(best.params) if best else {},
+            trials_complete=count(TrialState.COMPLETE), trials_pruned=count(TrialState.PRUNED),
+            trials_failed=count(TrialState.FAIL), tuning_seconds=seconds,
+            expected_best=stats.expected_max(scored, len(scored), higher_is_better=higher),
+        ))
+    if not any(a.n for a in arms):
+        raise SpecError(exp.path, "name", f"experiment {exp.name!r} has no finished seed repeats yet; run "
+                        f"`dlbench run {exp.path}` first (it resumes if it was interrupted)")
+
+    base = next(a for a in arms if a.arm == exp.baseline)
+    raw = []
+    for a in arms:
+        if a.arm == exp.baseline:
+            continue
+        seeds_a, seeds_b = sorted(a.values), sorted(base.values)
+        raw.append((a, stats.compare([a.values[s] for s in seeds_a], [base.values[s] for s in seeds_b],
+                                     higher_is_better=higher, arm_seeds=seeds_a, base_seeds=seeds_b)))
+    adjusted = stats.holm([c.p_welch for _, c in raw])
+    comparisons = []
+    for (a, c), p_adj in zip(raw, adjusted):
+        v = stats.verdict(c, p_adj, higher_is_better=higher, alpha=alpha)
+        comparisons.append(ArmComparison(a.arm, c.diff, c.diff_ci_low, c.diff_ci_high, c.p_welch, c.p_rank,
+                                         c.p_paired, c.n_pairs, p_adj, c.hedges_g, v,
+                                         _published(exp, a.arm, v), c.note))
+
+    budgets = {a.trials_complete + a.trials_pruned for a in arms}
+    budget_note = (f"every arm: {exp.budget.trials} tuning trials budgeted, {exp.budget.epochs} epochs each; "
+                   f"finished trials per arm: " + ", ".join(f"{a.arm} {a.trials_complete + a.trials_pruned}" for a in arms)
+                   + ("" if len(budgets) == 1 else " (unequal: some trials diverged or the run is unfinished)"))
+    ref = None
+    if exp.reference is not None:
+        ref = {"source": exp.reference.source, "claim": exp.reference.claim, "results": dict(exp.reference.results),
+               "results_metric": exp.reference.results_metric}
+    return Report(exp.name, metric, exp.metric, higher, exp.baseline, exp.budget.trials, exp.budget.epochs,
+                  exp.seeds, exp.spec_hash, arms, comparisons, budget_note, ref)
+
+
+def _mean(xs: list[float]) -> float:
+    xs = [x for x in xs if not math.isnan(x)]
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def _published(exp: Experiment, arm: str, verdict: str) -> str:
+    ref = exp.reference
+    if ref is None:
+        return ""
+    if arm not in ref.results or exp.baseline not in ref.results or ref.lower_is_better is None:
+        return "no published number for this pair (see the claim)"
+    a, b = ref.results[arm], ref.results[exp.baseline]
+    if a == b:
+        return f"published: equal ({a} vs {b})"
+    pub = "better" if (a < b) == ref.lower_is_better else "worse"
+    if verdict in ("better", "worse"):
+        ours = "agrees" if verdict == pub else "disagrees"
+    else:
+        ours = f"not shown here ({verdict})"
+    unit = f" {ref.results_metric}" if ref.results_metric else ""
+    return f"published: {pub} ({a} vs {b}{unit}); our direction {ours}"
+
+
+# === Formatting ===
+
+
+def _f(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}f}"
+
+
+def _p(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    return "<0.0001" if x < 1e-4 else f"{x:.4f}"
+
+
+def rows(report: Report) -> list[dict[str, Any]]:
+    """One flat row per arm (the CSV and the tables)."""
+    comps = {c.arm: c for c in report.comparisons}
+    out = []
+    for a in report.arms:
+        c = comps.get(a.arm)
+        out.append({
+            "arm": a.arm + (" (baseline)" if a.arm == report.baseline else ""),
+            "n": a.n, "mean": a.mean, "std": a.std, "ci95_low": a.ci_low, "ci95_high": a.ci_high,
+            f"{report.tuned_metric}_mean": a.tuned_mean, "best_trial": a.best_trial,
+            "trials_complete": a.trials_complete, "trials_pruned": a.trials_pruned, "trials_failed": a.trials_failed,
+            "repeats_failed": a.repeats_failed, "tuning_seconds": round(a.tuning_seconds, 1),
+            "diff": c.diff if c else None, "diff_ci95_low": c.diff_ci_low if c else None,
+            "diff_ci95_high": c.diff_ci_high if c else None, "p_welch": c.p_welch if c else None,
+            "p_mannwhitney": c.p_rank if c else None, "p_paired": c.p_paired if c else None,
+            "p_holm": c.p_holm if c else None, "hedges_g": c.hedges_g if c else None,
+            "verdict": c.verdict if c else "baseline", "published": c.published if c else "",
+        })
+    return out
+
+
+def format_report(report: Report, fmt: str = "table") -> str:
+    if fmt == "json":
+        return report.to_json()
+    if fmt == "csv":
+        buf = io.StringIO()
+        data = rows(report)
+        w = csv.DictWriter(buf, fieldnames=list(data[0]))
+        w.writeheader()
+        w.writerows(data)
+        return buf.getvalue()
+    return _markdown(report) if fmt == "md" else _table(report)
+
+
+def _arm_lines(report: Report) -> tuple[list[str], list[list[str]]]:
+    head = ["arm", "n", f"{report.metric} mean ± std", "95% CI", f"{report.tuned_metric}", "best trial",
+            "trials c/p/f", "diff vs baseline [95% CI]", "p Welch", "p rank", "p paired", "p Holm", "g", "verdict"]
+    comps = {c.arm: c for c in report.comparisons}
+    body = []
+    for a in report.arms:
+        c = comps.get(a.arm)
+        body.append([
+            a.arm + (" (baseline)" if a.arm == report.baseline else ""), str(a.n), f"{_f(a.mean)} ± {_f(a.std)}",
+            f"[{_f(a.ci_low)}, {_f(a.ci_high)}]", _f(a.tuned_mean), _f(a.best_trial),
+            f"{a.trials_complete}/{a.trials_pruned}/{a.trials_failed}",
+            f"{c.diff:+.4f} [{_f(c.diff_ci_low)}, {_f(c.diff_ci_high)}]" if c else "",
+            _p(c.p_welch) if c else "", _p(c.p_rank) if c else "", _p(c.p_paired) if c else "",
+            _p(c.p_holm) if c else "", _f(c.hedges_g, 2) if c else "", c.verdict if c else "",
+        ])
+    return head, body
+
+
+def _footer(report: Report) -> list[str]:
+    lines = [f"Tuned on {report.tuned_metric}; compared on held-out {report.metric} over seed repeats "
+             f"({'higher' if report.higher_is_better else 'lower'} is better). Seeds are paired across arms. "
+             f"p Holm: Welch p-values corrected across {len(report.comparisons)} comparison(s); verdict at α = 0.05.",
+             f"Budget: {report.budget_note}."]
+    for c in report.comparisons:
+        if c.note:
+            lines.append(f"{c.arm}: {c.note}")
+    if report.reference:
+        lines.append(f"Reference: {report.reference['source']}: {report.reference['claim']}")
+        for c in report.comparisons:
+            if c.published:
+                lines.append(f"  {c.arm} vs {report.baseline}: ours {c.verdict}; {c.published}")
+    return lines
+
+
+def _table(report: Report) -> str:
+    head, body = _arm_lines(report)
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    fmt = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([f"{report.experiment}: comparison of {len(report.arms)} arms", fmt(head),
+                      fmt(["-" * w for w in widths]), *map(fmt, body), "", *_footer(report)])
+
+
+def _markdown(report: Report) -> str:
+    head, body = _arm_lines(report)
+    lines = [f"# {report.experiment}: comparison", "", "| " + " | ".join(head) + " |",
+             "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    lines += ["", *_footer(report), "", "## Best configuration per arm", ""]
+    for a in report.arms:
+        lines.append(f"- **{a.arm}**: best trial {_f(a.best_trial)} with {a.best_params}; "
+                     f"tuning time {a.tuning_seconds:.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+# === Plots and the comparison run ===
+
+
+def _learning_curves(report: Report, tracker: T.Tracker, exp: Experiment) -> dict[str, list[list[float]]]:
+    curves: dict[str, list[list[float]]] = {}
+    for a in report.arms:
+        parent = tracker.runs(role=T.ROLE_ARM, arm=a.arm, spec_hash=exp.spec_hash)
+        config = parent[0].data.tags.get(T.TAG_CONFIG) if parent else None
+        runs = tracker.runs(role=T.ROLE_REPEAT, arm=a.arm, config_hash=config, status="FINISHED") if config else []
+        curves[a.arm] = [[m.value for m in sorted(tracker.get_metric_history(r.info.run_id, exp.metric),
+                                                   key=lambda m: m.step)] for r in runs]
+    return curves
+
+
+def plots(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker, outdir: Path) -> list[Path]:
+    """Learning curves, final-metric distribution, expected best score vs trials, Optuna history and importance."""
+    from dlbench import plots as P
+
+    base = report.baseline
+    paths = [
+        P.learning_curves(_learning_curves(report, tracker, exp), exp.metric, outdir / "learning_curves.png", base),
+        P.distribution({a.arm: list(a.values.values()) for a in report.arms}, report.metric,
+                       outdir / "distribution.png", base),
+        P.expected_max_curves({a.arm: a.expected_best for a in report.arms}, exp.metric,
+                              outdir / "expected_best_vs_trials.png", base),
+    ]
+    paths += _optuna_plots(exp, storage_url, outdir)
+    return paths
+
+
+def _optuna_plots(exp: Experiment, storage_url: str, outdir: Path) -> list[Path]:
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    out = []
+    for arm in exp.arm_names:
+        study = _trials(exp, storage_url, arm)
+        if study is None:
+            continue
+        for kind, fn in (("history", ovm.plot_optimization_history), ("importance", ovm.plot_param_importances)):
+            path = outdir / f"optuna_{kind}_{arm}.png"
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ax = fn(study)
+                fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+                fig.suptitle(f"{exp.name} / {arm}")
+                fig.set_size_inches(8, 5)
+                fig.tight_layout()
+                fig.savefig(path, dpi=100)
+                plt.close(fig)
+                out.append(path)
+            except (ValueError, RuntimeError, ZeroDivisionError) as e:  # too few trials or parameters to plot
+                path.with_suffix(".txt").write_text(f"not available: {e}\n")
+    return out
+
+
+def log(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker, tags: dict[str, str]) -> str:
+    """Write comparison.md/.csv/.json and the plots to the experiment's `comparison` run; returns its run id."""
+    found = tracker.runs(role=T.ROLE_COMPARISON, spec_hash=exp.spec_hash)
+    run_id = found[0].info.run_id if found else tracker.create_run(
+        "comparison", {**tags, T.TAG_ROLE: T.ROLE_COMPARISON, T.TAG_SPEC_HASH: exp.spec_hash})
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / "comparison.md").write_text(format_report(report, "md"))
+        (out / "comparison.csv").write_text(format_report(report, "csv"))
+        (out / "comparison.json").write_text(format_report(report, "json"))
+        for path in [out / "comparison.md", out / "comparison.csv", out / "comparison.json",
+                     *plots(report, exp, storage_url, tracker, out)]:
+            tracker.log_artifact(run_id, path)
+        for txt in out.glob("*.txt"):
+            tracker.log_artifact(run_id, txt)
+    metrics: dict[str, float] = {}
+    for a in report.arms:
+        for key, value in (("mean", a.mean), ("std", a.std), ("ci95_low", a.ci_low), ("ci95_high", a.ci_high),
+                           ("n", a.n), ("best_trial", a.best_trial)):
+            if value is not None and not math.isnan(value):
+                metrics[f"{a.arm}.{report.metric}.{key}"] = value
+    for c in report.comparisons:
+        for key, value in (("diff", c.diff), ("p_holm", c.p_holm), ("hedges_g", c.hedges_g)):
+            if not math.isnan(value):
+                metrics[f"{c.arm}.{key}"] = value
+    tracker.log_metrics(run_id, metrics)
+    tracker.set_tags(run_id, {f"dlbench.verdict.{c.arm}": c.verdict for c in report.comparisons})
+    tracker.end_run(run_id, T.STATE_COMPLETE)
+    return run_id
+
+
+def report(exp: Experiment, storage_url: str, tracking_uri: str, write: bool = True) -> Report:
+    """Build the comparison from the stores and (with `write`) log it to the experiment's `comparison` run."""
+    tracker = T.Tracker(tracking_uri, exp.name)
+    result = build(exp, storage_url, tracker)
+    if write:
+        log(result, exp, storage_url, tracker, T.manifest(device="none (no training)", deterministic=True,
+                                                          backend="none"))
+    return result
