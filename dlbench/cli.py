@@ -184,7 +184,7 @@ def cmd_ui(args) -> int:
     from dlbench.tracking import serve_ui
 
     uri = _tracking(args.tracking_uri)
-    print(f"MLflow UI over {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    print(f"MLflow UI over {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it); experiments:", file=sys.stderr)
     try:
         return serve_ui(uri, args.port)
     except KeyboardInterrupt:

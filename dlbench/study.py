@@ -360,6 +360,10 @@ class Worker:
                 self.progress.note(f"{arm.name}: seed {seed} failed: {type(e).__name__}: {e}")
             self.progress.done(None)
         self.progress.close()
+        best = _best_value(study)
+        if best is not None:
+            self.tracker.log_metrics(parent, {f"best_trial_{self.exp.metric}": best})
+        self.tracker.end_run(parent, T.STATE_COMPLETE)
 
     def work(self) -> None:
         """Tune every arm, then repeat every arm's best configuration (other workers may share the work)."""

@@ -138,7 +138,9 @@ class Tracker:
             return exp.experiment_id
         root = artifact_root(self.uri)
         try:
-            return self.client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+            # The kind tag makes MLflow 3's UI open the experiment on its runs table, not the GenAI overview.
+            return self.client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None,
+                                                 tags={"mlflow.experimentKind": "custom_model_development"})
         except MlflowException:  # created meanwhile by another worker
             return self.client.get_experiment_by_name(name).experiment_id
 
@@ -229,8 +231,26 @@ def stored_spec(uri: str, experiment: str) -> dict | None:
     return json.loads(exp.tags[TAG_SPEC])
 
 
+def runs_page(base_url: str, experiment_id: str) -> str:
+    """The UI page of an experiment's runs table (MLflow 3 otherwise opens its GenAI overview)."""
+    return f"{base_url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def experiment_links(uri: str, base_url: str) -> list[str]:
+    """'name: link' for each experiment of the store that dlbench wrote."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return []
+    out = []
+    for exp in MlflowClient(tracking_uri=uri).search_experiments():
+        if TAG_SPEC in exp.tags:
+            out.append(f"{exp.name}: {runs_page(base_url, exp.experiment_id)}")
+    return out
+
+
 def serve_ui(uri: str, port: int) -> int:
     """Start the MLflow UI on 127.0.0.1 over the store; returns its exit status."""
+    for line in experiment_links(uri, f"http://127.0.0.1:{port}"):
+        print(f"  {line}", file=sys.stderr)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
            "--port", str(port)]
     root = artifact_root(uri)
