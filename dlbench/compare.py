@@ -61,6 +61,17 @@ class ArmComparison:
 
 
 @dataclasses.dataclass
+class ReferenceMatch:
+    """Our mean beside a reference value given in our compared metric (e.g. PCA's error beside a linear AE's)."""
+
+    arm: str
+    ours: float
+    reference: float
+    rel_diff: float  # (ours - reference) / |reference|
+    within: bool | None  # |rel_diff| <= the reference's tolerance; None when it gives none
+
+
+@dataclasses.dataclass
 class Report:
     experiment: str
     metric: str  # compared (held-out test counterpart of the tuned metric)
@@ -75,6 +86,7 @@ class Report:
     comparisons: list[ArmComparison]
     budget_note: str
     reference: dict[str, Any] | None
+    reference_matches: list[ReferenceMatch] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, default=_json_default, allow_nan=True)
@@ -191,9 +203,25 @@ def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 
     ref = None
     if exp.reference is not None:
         ref = {"source": exp.reference.source, "claim": exp.reference.claim, "results": dict(exp.reference.results),
-               "results_metric": exp.reference.results_metric}
+               "results_metric": exp.reference.results_metric, "tolerance": exp.reference.tolerance}
     return Report(exp.name, metric, exp.metric, higher, exp.baseline, exp.budget.trials, exp.budget.epochs,
-                  exp.seeds, exp.spec_hash, arms, comparisons, budget_note, ref)
+                  exp.seeds, exp.spec_hash, arms, comparisons, budget_note, ref, _matches(exp, arms, metric))
+
+
+def _matches(exp: Experiment, arms: list[ArmResult], metric: str) -> list[ReferenceMatch]:
+    """Each arm's mean beside its reference value, when the reference is given in our compared metric."""
+    ref = exp.reference
+    if ref is None or ref.results_metric != metric:
+        return []
+    out = []
+    for a in arms:
+        if a.arm not in ref.results or a.n == 0:
+            continue
+        value = ref.results[a.arm]
+        rel = (a.mean - value) / abs(value) if value else math.nan
+        within = None if ref.tolerance is None or math.isnan(rel) else abs(rel) <= ref.tolerance
+        out.append(ReferenceMatch(a.arm, a.mean, value, rel, within))
+    return out
 
 
 def _mean(xs: list[float]) -> float:
@@ -299,6 +327,13 @@ def _footer(report: Report) -> list[str]:
         for c in report.comparisons:
             if c.published:
                 lines.append(f"  {c.arm} vs {report.baseline}: ours {c.verdict}; {c.published}")
+    if report.reference_matches:
+        tol = report.reference["tolerance"]
+        lines.append(f"Ours beside the reference values ({report.metric}, mean over seeds; relative difference"
+                     + (f"; tolerance ±{tol:.0%})" if tol is not None else ")") + ":")
+        for m in report.reference_matches:
+            verdict = "" if m.within is None else ("; within tolerance" if m.within else "; OUTSIDE tolerance")
+            lines.append(f"  {m.arm}: ours {m.ours:.5g} vs reference {m.reference:.5g} ({m.rel_diff:+.2%}){verdict}")
     return lines
 
 
@@ -409,6 +444,9 @@ def log(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker, t
         for key, value in (("diff", c.diff), ("p_holm", c.p_holm), ("hedges_g", c.hedges_g)):
             if not math.isnan(value):
                 metrics[f"{c.arm}.{key}"] = value
+    for m in report.reference_matches:
+        if not math.isnan(m.rel_diff):
+            metrics[f"{m.arm}.reference_rel_diff"] = m.rel_diff
     tracker.log_metrics(run_id, metrics)
     tracker.set_tags(run_id, {f"dlbench.verdict.{c.arm}": c.verdict for c in report.comparisons})
     tracker.end_run(run_id, T.STATE_COMPLETE)

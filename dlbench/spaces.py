@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import typing
 from pathlib import Path
 from typing import Any, Mapping
@@ -114,14 +115,16 @@ def check(exp: Experiment) -> None:
             raise SpecError(exp.path, f"dataset.{k}", f"unknown option of dataset {ds.name!r}; allowed: "
                             f"{', '.join(sorted(opt_fields))}")
         _check_value(exp, f"dataset.{k}", opt_fields[k], v)
+    try:  # options that conflict, or that the data cannot satisfy (more labels per class than rows)
+        data.load(ds.name, exp.dataset.options)
+    except ValueError as e:
+        raise SpecError(exp.path, "dataset", str(e)) from None
 
-    task = "classification"
-    if task not in entry.tasks:
-        raise SpecError(exp.path, "model", f"model {exp.model!r} does not do {task}")
+    task = entry.task
     produced = [m for base in data.TASK_METRICS[task] for m in (f"val_{base}", base)]
     if exp.metric not in produced:
-        raise SpecError(exp.path, "metric", f"{exp.metric!r} is not produced by a {task} run; allowed: "
-                        f"{', '.join(produced)}")
+        raise SpecError(exp.path, "metric", f"{exp.metric!r} is not produced by model {exp.model!r} ({task}); "
+                        f"allowed: {', '.join(produced)}")
 
     owners = _owners(exp.model)
     sections = [("fixed", exp.fixed), ("search", exp.search)] + [(f"arms.{a.name}", a.params) for a in exp.arms]
@@ -146,6 +149,34 @@ def check(exp: Experiment) -> None:
                     _check_value(exp, f"{field}.choices", annotation, c)
             else:
                 _check_value(exp, field, annotation, value)
+    for arm in exp.arms:
+        _check_combinations(exp, arm, entry.hparams, owners)
+
+
+_MAX_COMBINATIONS = 4096
+
+
+def _check_combinations(exp: Experiment, arm: spec.Arm, model_cls: type, owners: dict) -> None:
+    """Values that are each allowed but not together (e.g. pretraining with batch norm), refused by the builder's
+    HParams. Tries every combination of the fixed values, the choices and the ends of the ranges (up to 4096)."""
+    candidates = {}
+    for name, value in exp.params_for(arm).items():
+        if owners[name][0] is not model_cls:
+            continue
+        if isinstance(value, Choice):
+            candidates[name] = value.choices
+        elif isinstance(value, Range):
+            ends = (value.low, value.high)
+            candidates[name] = tuple(int(v) for v in ends) if _base_type(owners[name][1]) is int else ends
+        else:
+            candidates[name] = (value,)
+    names = list(candidates)
+    for combo in itertools.islice(itertools.product(*candidates.values()), _MAX_COMBINATIONS):
+        try:
+            model_cls(**dict(zip(names, combo)))
+        except ValueError as e:
+            raise SpecError(exp.path, f"arms.{arm.name}", f"this arm's parameters (fixed, searched and its own) "
+                            f"can take values that do not go together: {e}") from None
 
 
 def _suggest(trial, name: str, value: Any, annotation: Any) -> Any:

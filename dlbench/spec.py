@@ -83,6 +83,8 @@ class Reference:
     results: Mapping[str, float]
     results_metric: str | None
     lower_is_better: bool | None
+    # Relative tolerance within which our mean should match `results` (when they are in our compared metric).
+    tolerance: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +170,7 @@ class _ReferenceModel(_Strict):
     results: dict[str, float | int] = {}
     results_metric: str | None = None
     lower_is_better: bool | None = None
+    tolerance: float | int | None = None
 
 
 class _SpecModel(_Strict):
@@ -303,8 +306,16 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
         for arm in r.results:
             if arm not in m.arms:
                 raise SpecError(path, f"reference.results.{arm}", f"not an arm; arms are: {', '.join(m.arms)}")
+        if r.tolerance is not None:
+            compared = "test_" + m.metric.removeprefix("val_")
+            if not (r.tolerance > 0 and math.isfinite(r.tolerance)):
+                raise SpecError(path, "reference.tolerance", f"must be a number > 0 (relative); got {r.tolerance!r}")
+            if not r.results or r.results_metric != compared:
+                raise SpecError(path, "reference.tolerance", f"checks our {compared} against `results`, so it needs "
+                                f"`results` per arm and results_metric = {compared!r}; got results_metric = "
+                                f"{r.results_metric!r}")
         reference = Reference(r.source, r.claim, {k: float(v) for k, v in r.results.items()}, r.results_metric,
-                              r.lower_is_better)
+                              r.lower_is_better, float(r.tolerance) if r.tolerance is not None else None)
 
     return Experiment(
         name=m.name, description=m.description, path=str(path), dataset=dataset, model=m.model, metric=m.metric,
@@ -381,8 +392,11 @@ def with_overrides(exp: Experiment, *, trials: int | None = None, epochs: int | 
         selected = tuple(a for a in exp.arms if a.name in arms)
         if baseline not in arms:
             baseline = selected[0].name
+    reference = exp.reference
+    if reference is not None and arms:  # published values of arms that do not run are not compared
+        reference = dataclasses.replace(reference, results={k: v for k, v in reference.results.items() if k in arms})
     return dataclasses.replace(exp, budget=budget, seeds=seeds or exp.seeds, arms=selected, baseline=baseline,
-                               name=name or exp.name)
+                               name=name or exp.name, reference=reference)
 
 
 def to_raw(exp: Experiment) -> dict[str, Any]:
@@ -409,4 +423,6 @@ def to_raw(exp: Experiment) -> dict[str, Any]:
             out["reference"]["results_metric"] = r.results_metric
         if r.lower_is_better is not None:
             out["reference"]["lower_is_better"] = r.lower_is_better
+        if r.tolerance is not None:
+            out["reference"]["tolerance"] = r.tolerance
     return out

@@ -21,7 +21,7 @@ import filelock
 import optuna
 from optuna.trial import TrialState
 
-from dlbench import data, models, procs, spaces, spec, train
+from dlbench import data, models, pretrain, procs, spaces, spec, train
 from dlbench.progress import Progress, quiet_libraries
 from dlbench.spec import Arm, Experiment, SpecError
 from dlbench import tracking as T
@@ -185,6 +185,33 @@ class Worker:
             if states.get(number) != TrialState.RUNNING:
                 self.tracker.end_run(run.info.run_id, T.STATE_FAIL, "worker died before finishing this run")
 
+    # --- building and pretraining ---
+
+    def _objective(self, params: spaces.Params) -> dict[str, Any]:
+        return {"task": self.model.task, "loss": self.model.loss(params.model)}
+
+    def _builder(self, params: spaces.Params, seed: int, run_id: str):
+        """What `train.fit` calls (after seeding) to get the model: built, then pretrained when its params ask.
+
+        Pretraining losses go to the same MLflow run as `pretrain/layer_<i>/loss` (step = epoch), with
+        `pretrain_seconds` and `pretrain_rows`; `train_seconds` stays the supervised training time alone.
+        """
+
+        epoch_logger = self.tracker.epoch_logger(run_id)
+
+        def log(layer: int, epoch: int, logs: dict[str, float]) -> None:
+            epoch_logger(epoch, {f"pretrain/layer_{layer}/{k}": v for k, v in logs.items()})
+
+        def build():
+            model = self.model.build(params.model, self.data)
+            if pretrain.applies(params.model):
+                done = pretrain.greedy_layerwise(model, params.model, pretrain.unlabeled_inputs(self.data),
+                                                 params.train, seed=seed, hook=log)
+                self.tracker.log_metrics(run_id, {"pretrain_seconds": done.seconds, "pretrain_rows": done.rows})
+            return model
+
+        return build
+
     # --- tuning ---
 
     def budget_used(self, study: optuna.Study) -> tuple[int, int]:
@@ -252,9 +279,9 @@ class Worker:
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
-            result = train.fit(lambda: self.model.build(params.model, self.data), self.data, params.train,
+            result = train.fit(self._builder(params, seed, run_id), self.data, params.train,
                                epochs=exp.budget.epochs, seed=seed, monitor=exp.metric,
-                               hooks=[self.tracker.epoch_logger(run_id), report])
+                               hooks=[self.tracker.epoch_logger(run_id), report], **self._objective(params))
             self.tracker.log_metrics(run_id, {f"best_{exp.metric}": result.best_value, "best_epoch": result.best_epoch,
                                               "train_seconds": result.seconds, "params_count": result.params_count})
             study.tell(trial, result.best_value)
@@ -343,9 +370,10 @@ class Worker:
             seed, run_id = claim
             hook = lambda epoch, logs, s=seed: self.progress.epoch(f"seed {s}", epoch, logs, self.exp.metric)  # noqa: E731
             try:
-                result = train.fit(lambda: self.model.build(params.model, self.data), self.data, params.train,
+                result = train.fit(self._builder(params, seed, run_id), self.data, params.train,
                                    epochs=self.exp.budget.epochs, seed=seed, monitor=self.exp.metric,
-                                   hooks=[self.tracker.epoch_logger(run_id), hook], evaluate_test=True)
+                                   hooks=[self.tracker.epoch_logger(run_id), hook], evaluate_test=True,
+                                   **self._objective(params))
                 self.tracker.log_metrics(run_id, {**result.test, f"best_{self.exp.metric}": result.best_value,
                                                   "best_epoch": result.best_epoch, "train_seconds": result.seconds,
                                                   "params_count": result.params_count})

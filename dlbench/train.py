@@ -22,6 +22,32 @@ class TrainHParams:
     batch_size: Annotated[int, pydantic.Field(ge=1)] = 32
 
 
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a model is fitted to, its default Keras loss and the metrics it logs besides `loss`."""
+
+    targets: Literal["labels", "inputs"]
+    loss: str
+    metrics: tuple[str, ...]
+
+
+# One per key of data.TASK_METRICS (which names the log keys a spec may use; a test keeps the two in step).
+TASKS = {
+    "classification": Task("labels", "sparse_categorical_crossentropy", ("accuracy",)),
+    # The reconstruction error is the MSE whatever the training loss, so models trained with cross-entropy and
+    # with MSE (and PCA) are compared on one scale.
+    "reconstruction": Task("inputs", "mse", ("reconstruction_error",)),
+}
+
+
+def _metric(name: str):
+    import keras
+
+    if name == "reconstruction_error":
+        return keras.metrics.MeanSquaredError(name="reconstruction_error")
+    return name
+
+
 class Diverged(RuntimeError):
     """Training produced a non-finite loss; the run is recorded as failed (the study goes on)."""
 
@@ -103,7 +129,8 @@ def optimizer(hp: TrainHParams):
 
 
 def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: int, monitor: str,
-        hooks: Sequence[EpochHook] = (), evaluate_test: bool = False) -> FitResult:
+        hooks: Sequence[EpochHook] = (), evaluate_test: bool = False, task: str = "classification",
+        loss: str | None = None) -> FitResult:
     """Seed, build, compile, train and (optionally) test one model.
 
     Seed `seed` fixes both the initial weights and the order of training examples, so the same seed gives the
@@ -118,6 +145,8 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
         monitor: the Keras log key that selects the best epoch (e.g. 'val_accuracy').
         hooks: called as hook(epoch, logs) after every epoch, in order (logging, pruning). May raise to stop.
         evaluate_test: also evaluate the restored model on the test split.
+        task: a key of TASKS: "classification" fits the labels, "reconstruction" the inputs themselves.
+        loss: the Keras loss; None takes the task's default.
 
     Returns:
         FitResult with the per-epoch history.
@@ -127,9 +156,14 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
     """
     import keras
 
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    objective = TASKS[task]
+    target = (lambda split: split.y) if objective.targets == "labels" else (lambda split: split.x)
     keras.utils.set_random_seed(seed)
     model = build()
-    model.compile(optimizer=optimizer(hp), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=optimizer(hp), loss=loss or objective.loss,
+                  metrics=[_metric(m) for m in objective.metrics])
 
     mode = direction(monitor)
     history: dict[str, list[float]] = {}
@@ -153,8 +187,8 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
     model.fit(
-        data.train.x, data.train.y, batch_size=hp.batch_size, epochs=epochs, shuffle=True, verbose=0,
-        validation_data=(data.val.x, data.val.y), validation_batch_size=max(hp.batch_size, 1024),
+        data.train.x, target(data.train), batch_size=hp.batch_size, epochs=epochs, shuffle=True, verbose=0,
+        validation_data=(data.val.x, target(data.val)), validation_batch_size=max(hp.batch_size, 1024),
         callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
     )
     seconds = time.perf_counter() - start
@@ -164,7 +198,7 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
     test: dict[str, float] = {}
     if evaluate_test:
         model.set_weights(best["weights"])
-        scores = model.evaluate(data.test.x, data.test.y, batch_size=max(hp.batch_size, 1024), verbose=0,
+        scores = model.evaluate(data.test.x, target(data.test), batch_size=max(hp.batch_size, 1024), verbose=0,
                                 return_dict=True)
         test = {f"test_{k}": float(v) for k, v in scores.items()}
     return FitResult(history, int(best["epoch"]), float(best["value"]), test, seconds, int(model.count_params()))

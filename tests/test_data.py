@@ -45,3 +45,31 @@ def test_spirals_are_generated_from_a_seed():
     assert len(a.train) + len(a.val) + len(a.test) == 198  # 3 x 66
     np.testing.assert_array_equal(a.train.x, b.train.x)
     assert set(np.unique(a.train.y)) == {0, 1, 2}
+
+
+def test_labels_per_class_keeps_that_many_labels_per_class_and_the_rest_of_train_unlabeled():
+    full = data.load("digits")
+    few = data.load("digits", {"labels_per_class": 20})
+    assert np.bincount(few.train.y, minlength=10).tolist() == [20] * 10
+    assert len(few.unlabeled) == 1197 - 200
+    # Labeled and unlabeled rows partition the training split; validation and test rows are untouched.
+    rows = lambda x: {r.tobytes() for r in x}  # noqa: E731
+    assert rows(few.train.x) | rows(few.unlabeled.x) == rows(full.train.x)
+    assert not rows(few.train.x) & rows(few.unlabeled.x)
+    np.testing.assert_array_equal(few.val.x, full.val.x)
+    np.testing.assert_array_equal(few.test.y, full.test.y)
+    # Drawn with the split seed: the same seed gives the same labeled rows, another seed others.
+    again = data.load("digits", {"labels_per_class": 20})
+    np.testing.assert_array_equal(few.train.x, again.train.x)
+    other = data.load("digits", {"labels_per_class": 20, "split_seed": 1})
+    assert rows(other.train.x) != rows(few.train.x)
+
+
+def test_labels_per_class_refuses_train_size_and_more_labels_than_a_class_has():
+    import pytest
+
+    with pytest.raises(ValueError, match="either train_size or labels_per_class, not both"):
+        data.load("digits", {"labels_per_class": 20, "train_size": 300})
+    with pytest.raises(ValueError, match=r"labels_per_class=500 is more than the training rows of class \d \(116\)"):
+        data.load("digits", {"labels_per_class": 500})
+    assert data.load("digits").unlabeled is None

@@ -59,7 +59,51 @@ def test_standard_uniform_init_is_bounded_by_one_over_sqrt_fan_in():
 
 
 def test_registry_refuses_unknown_names_listing_known_ones():
-    with pytest.raises(ValueError, match="known models: mlp"):
+    with pytest.raises(ValueError, match="known models: autoencoder, mlp"):
         models.get("lenet9")
     with pytest.raises(ValueError, match="known datasets: digits, spirals"):
         data.get("imagenet")
+
+
+# === Autoencoder ===
+
+
+def test_autoencoder_shape_parameter_count_and_layer_names():
+    from dlbench.models import autoencoder
+
+    m = autoencoder.build(autoencoder.HParams(depth=2, width=32, code=8), DIGITS)
+    assert m.output_shape == (None, 64)
+    # encoder 64*32+32 + 32*8+8, decoder 8*32+32 + 32*64+64
+    assert m.count_params() == 2080 + 264 + 288 + 2112
+    assert [l.name for l in m.layers if type(l).__name__ in ("Dense", "TiedDense")] == [
+        "encoder_0", "code", "decoder_1", "reconstruction"]
+    out = np.asarray(m(DIGITS.train.x[:5]))
+    assert out.min() > 0.0 and out.max() < 1.0  # sigmoid output, for inputs in [0, 1]
+
+
+def test_tied_autoencoder_decodes_with_the_transposed_encoder_kernels():
+    from dlbench.models import autoencoder
+
+    m = autoencoder.build(autoencoder.HParams(depth=2, width=32, code=8, tied=True), DIGITS)
+    # Only the decoder biases are its own: 2080 + 264 (encoder) + 32 + 64.
+    assert m.count_params() == 2440
+    code, decoder = m.get_layer("code"), m.get_layer("decoder_1")
+    h = np.random.default_rng(0).uniform(size=(3, 8)).astype("float32")
+    expected = h @ np.asarray(code.kernel).T + np.asarray(decoder.bias)
+    np.testing.assert_allclose(np.asarray(decoder(h)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_autoencoder_refuses_settings_that_do_not_go_together():
+    from dlbench.models import autoencoder
+
+    with pytest.raises(ValueError, match="binary_crossentropy.*needs output_activation = \"sigmoid\""):
+        autoencoder.HParams(loss="binary_crossentropy", output_activation="linear")
+    with pytest.raises(ValueError, match="noise_level = 0 corrupts nothing"):
+        autoencoder.HParams(noise="masking", noise_level=0.0)
+
+
+def test_registry_entries_say_what_each_model_trains():
+    assert models.get("mlp").task == "classification" and models.get("mlp").loss(mlp.HParams()) is None
+    entry = models.get("autoencoder")
+    assert entry.task == "reconstruction"
+    assert entry.loss(entry.hparams(loss="binary_crossentropy")) == "binary_crossentropy"

@@ -27,7 +27,7 @@ def _run(capsys, tmp_path, text: str, *extra: str) -> tuple[int, str]:
     [
         (("pruner = \"none\"", "pruner = \"none\"\ncolour = \"red\""), "colour", "unknown key; allowed keys here"),
         (("name = \"spirals\"", "name = \"nosuchdata\""), "dataset", "known datasets: digits, spirals"),
-        (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: mlp"),
+        (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: autoencoder, mlp"),
         (("[arms.relu]\nactivation = \"relu\"", "[arms.relu]"), "arms.relu", "empty arm"),
         (("[arms.relu]", "[arms.tanh]"), "arms.tanh", "declared twice"),
         (("low = 1e-3, high = 1e-1", "low = 1e-1, high = 1e-3"), "search.learning_rate", "low (0.1) > high (0.001)"),
@@ -107,3 +107,96 @@ def test_shipped_experiments_validate():
     for path in paths:
         exp = spaces.load(path)
         assert exp.baseline in exp.arm_names
+
+
+# === Pretraining, autoencoders and the few-labels data ===
+
+AE = """\
+name = "ae"
+dataset = "digits"
+model = "autoencoder"
+metric = "val_reconstruction_error"
+baseline = "plain"
+budget = { trials = 1, epochs = 1 }
+
+[fixed]
+code = 8
+
+[arms.plain]
+noise = "none"
+
+[arms.denoising]
+noise = "masking"
+noise_level = { low = 0.1, high = 0.5 }
+"""
+
+
+def test_autoencoder_spec_is_tuned_on_reconstruction_error(tmp_path):
+    exp = spaces.load(write_spec(tmp_path, AE))
+    assert spaces.metric_direction(exp) == "minimize"
+    with pytest.raises(SpecError, match=r"field `metric`.*'val_accuracy' is not produced by model 'autoencoder' "
+                                        r"\(reconstruction\); allowed: val_loss, loss, val_reconstruction_error"):
+        spaces.check(spec.load(write_spec(tmp_path, AE.replace("val_reconstruction_error", "val_accuracy"))))
+    with pytest.raises(SpecError, match=r"allowed: val_loss, loss, val_accuracy, accuracy"):
+        spaces.check(spec.load(write_spec(tmp_path, GOOD.replace("val_accuracy", "val_reconstruction_error"))))
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (("depth = 1", "depth = 1\nbatch_norm = true\npretrain = \"ae\""), "cannot be combined with batch_norm"),
+        (("depth = 1", "depth = 0\npretrain = \"dae\""), "needs hidden layers to pretrain"),
+        (("[arms.relu]\n", "[arms.relu]\npretrain = \"ae\"\ndepth = { choices = [0, 2] }\n"), "got depth = 0"),
+    ],
+)
+def test_pretraining_with_batch_norm_or_without_hidden_layers_is_refused(tmp_path, change, words):
+    old, new = change
+    text = GOOD.replace(old, new, 1)
+    if "depth = { choices" in new:
+        text = text.replace("depth = 1\n", "", 1)
+    with pytest.raises(SpecError, match=r"field `arms\.\w+`: .*do not go together: .*" + words):
+        spaces.check(spec.load(write_spec(tmp_path, text)))
+
+
+def test_pretraining_hyperparameters_are_searched_like_any_other(tmp_path):
+    import optuna
+
+    text = GOOD.replace("[search]", "[search]\npretrain_epochs = { low = 2, high = 5 }\n"
+                        "pretrain_learning_rate = { low = 1e-3, high = 1.0, log = true }\n"
+                        "pretrain_noise = { low = 0.1, high = 0.5 }").replace("depth = 1", "depth = 2\npretrain = \"dae\"")
+    exp = spaces.load(write_spec(tmp_path, text))
+    trial = optuna.trial.FixedTrial({"learning_rate": 0.01, "pretrain_epochs": 3, "pretrain_learning_rate": 0.2,
+                                     "pretrain_noise": 0.4})
+    params = spaces.sample(trial, exp, exp.arm("relu"))
+    assert (params.model.pretrain, params.model.pretrain_epochs, params.model.pretrain_learning_rate,
+            params.model.pretrain_noise) == ("dae", 3, 0.2, 0.4)
+    assert spaces.searched_names(exp, exp.arm("relu")) == ["learning_rate", "pretrain_epochs",
+                                                           "pretrain_learning_rate", "pretrain_noise"]
+
+
+def test_labels_per_class_conflicts_and_excess_are_spec_errors(tmp_path):
+    with pytest.raises(SpecError, match="field `dataset`: give either train_size or labels_per_class"):
+        spaces.check(spec.load(write_spec(tmp_path, AE.replace('dataset = "digits"', 'dataset = { name = "digits", '
+                                                               'labels_per_class = 20, train_size = 300 }'))))
+    with pytest.raises(SpecError, match="field `dataset`: labels_per_class=200 is more than the training rows"):
+        spaces.check(spec.load(write_spec(tmp_path, AE.replace('dataset = "digits"', 'dataset = { name = "digits", '
+                                                               'labels_per_class = 200 }'))))
+
+
+def test_reference_tolerance_needs_results_in_the_compared_metric(tmp_path):
+    ref = ('\n[reference]\nsource = "PCA"\nclaim = "same error"\nresults = { plain = 0.05 }\n'
+           'results_metric = "{m}"\ntolerance = 0.05\n')
+    ok = spec.load(write_spec(tmp_path, AE + ref.replace("{m}", "test_reconstruction_error")))
+    assert ok.reference.tolerance == 0.05
+    assert spec.parse(spec.to_raw(ok)).reference.tolerance == 0.05
+    with pytest.raises(SpecError, match="field `reference.tolerance`: .*results_metric = 'test_reconstruction_error'"):
+        spec.load(write_spec(tmp_path, AE + ref.replace("{m}", "test error (%)")))
+
+
+def test_a_subset_of_arms_keeps_only_their_reference_values(tmp_path):
+    # `--arms k2,k8` runs (and stores) a spec whose reference names only the arms that run, so it parses again.
+    from conftest import ROOT
+
+    exp = spec.with_overrides(spaces.load(ROOT / "experiments" / "linear_ae_vs_pca.toml"), arms=["k2", "k8"])
+    assert sorted(exp.reference.results) == ["k2", "k8"] and exp.reference.tolerance == 0.05
+    assert spec.parse(spec.to_raw(exp)).arm_names == ("k2", "k8")

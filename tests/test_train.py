@@ -47,3 +47,18 @@ def test_direction_follows_the_metric():
     assert train.direction("val_loss") == "minimize"
     assert train.direction("val_accuracy") == "maximize"
     assert train.threads_per_worker(100) == 1
+
+
+def test_every_task_logs_the_metrics_a_spec_may_name():
+    # train.TASKS (what fit compiles) and data.TASK_METRICS (what specs are checked against) agree.
+    assert set(train.TASKS) == set(data.TASK_METRICS)
+    for name, task in train.TASKS.items():
+        assert ("loss", *task.metrics) == data.TASK_METRICS[name]
+    with pytest.raises(ValueError, match="Unknown task 'segmentation'"):
+        _fit_task("segmentation")
+
+
+def _fit_task(task):
+    hp = train.TrainHParams(batch_size=32)
+    return train.fit(lambda: mlp.build(mlp.HParams(depth=1, width=4), SPIRALS), SPIRALS, hp, epochs=1, seed=0,
+                     monitor="val_loss", task=task)

@@ -8,8 +8,10 @@ from typing import Annotated
 import numpy as np
 import pydantic
 
-# What each task produces as Keras log keys (validation adds a `val_` prefix, repeats a `test_` prefix).
-TASK_METRICS = {"classification": ("loss", "accuracy")}
+# What each task produces as Keras log keys (validation adds a `val_` prefix, repeats a `test_` prefix). A model
+# trains for one task (its registry entry says which): classifiers predict the labels, autoencoders reconstruct
+# the inputs, and `reconstruction_error` is the mean squared error of the reconstruction whatever the loss.
+TASK_METRICS = {"classification": ("loss", "accuracy"), "reconstruction": ("loss", "reconstruction_error")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +42,18 @@ class CommonOptions:
     """Options every dataset accepts."""
 
     # Stratified subset of the training split (small-data regime); validation and test splits are unchanged.
+    # The other training rows become `unlabeled` (inputs for unsupervised pretraining).
     train_size: Annotated[int, pydantic.Field(ge=1)] | None = None
+    # Few-labels regime: keep the labels of exactly this many training rows per class (a stratified subset drawn
+    # with `split_seed`); the rest of the training split becomes `unlabeled`. Excludes `train_size`.
+    labels_per_class: Annotated[int, pydantic.Field(ge=1)] | None = None
     # Seed of the fixed train/val/test split (not the run seed: every run sees the same split).
     split_seed: int = 0
+
+    def __post_init__(self):
+        if self.train_size is not None and self.labels_per_class is not None:
+            raise ValueError(f"give either train_size or labels_per_class, not both (got train_size="
+                             f"{self.train_size}, labels_per_class={self.labels_per_class})")
 
 
 def split(x: np.ndarray, y: np.ndarray, *, n_val: int, n_test: int, seed: int) -> tuple[Split, Split, Split]:
@@ -53,6 +64,36 @@ def split(x: np.ndarray, y: np.ndarray, *, n_val: int, n_test: int, seed: int) -
     x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=n_val, stratify=y_rest,
                                                       random_state=seed)
     return Split(x_train, y_train), Split(x_val, y_val), Split(x_test, y_test)
+
+
+def labeled(train: Split, opts: CommonOptions) -> tuple[Split, Split | None]:
+    """The labeled training rows and the unlabeled rest, from `train_size` or `labels_per_class` (else all rows).
+
+    Only ever called on the training split: validation and test rows never become unlabeled data.
+    """
+    if opts.labels_per_class is not None:
+        return per_class(train, opts.labels_per_class, opts.split_seed)
+    return subset(train, opts.train_size, opts.split_seed)
+
+
+def per_class(train: Split, labels_per_class: int, seed: int) -> tuple[Split, Split]:
+    """Exactly `labels_per_class` rows of each class (drawn with `seed`), and the remaining rows, in split order.
+
+    Raises:
+        ValueError: a class has fewer training rows than asked for.
+    """
+    classes, counts = np.unique(train.y, return_counts=True)
+    if labels_per_class > counts.min():
+        raise ValueError(f"labels_per_class={labels_per_class} is more than the training rows of class "
+                         f"{classes[counts.argmin()]} ({counts.min()})")
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(train), dtype=bool)
+    for c in classes:
+        rows = np.flatnonzero(train.y == c)
+        keep[rng.choice(rows, size=labels_per_class, replace=False)] = True
+    if keep.all():
+        return train, None
+    return Split(train.x[keep], train.y[keep]), Split(train.x[~keep], train.y[~keep])
 
 
 def subset(train: Split, train_size: int | None, seed: int) -> tuple[Split, Split | None]:

@@ -8,7 +8,7 @@ from typing import Annotated
 import numpy as np
 import pydantic
 
-from dlbench.data._common import CommonOptions, DatasetInfo, split, subset
+from dlbench.data._common import CommonOptions, DatasetInfo, labeled, split
 
 DESCRIPTION = "K interleaved noisy 2-D spirals generated from a seed (synthetic, instant; for smoke tests)"
 
@@ -39,5 +39,5 @@ def load(opts: Options) -> DatasetInfo:
     x, y = make(opts.n, opts.classes, opts.noise, opts.turns, opts.split_seed)
     n_hold = max(opts.classes, len(y) // 5)
     train, val, test = split(x, y, n_val=n_hold, n_test=n_hold, seed=opts.split_seed)
-    train, rest = subset(train, opts.train_size, opts.split_seed)
+    train, rest = labeled(train, opts)
     return DatasetInfo("spirals", "classification", (2,), opts.classes, train, val, test, unlabeled=rest)

@@ -1,11 +1,11 @@
-"""Registry of model builders: name -> (build function, HParams dataclass, description)."""
+"""Registry of model builders: name -> (build function, HParams dataclass, description, task, loss)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable
 
-from dlbench.models import mlp
+from dlbench.models import autoencoder, mlp
 
 __all__ = ["Entry", "get", "names"]
 
@@ -16,7 +16,11 @@ class Entry:
     build: Callable[[Any, Any], Any]  # (HParams, DatasetInfo) -> keras.Model
     hparams: type
     description: str
-    tasks: tuple[str, ...] = ("classification",)
+    # What the model is trained to do (a key of data.TASK_METRICS): "classification" (targets are the labels) or
+    # "reconstruction" (targets are the inputs). It fixes the metrics a spec may name.
+    task: str = "classification"
+    # The Keras loss for a model's hyperparameters; None: the task's default (train.TASKS).
+    loss: Callable[[Any], str | None] = lambda hp: None
 
 
 _MODELS: dict[str, Entry] = {}
@@ -29,6 +33,8 @@ def _register(entry: Entry) -> None:
 
 
 _register(Entry("mlp", mlp.build, mlp.HParams, mlp.DESCRIPTION))
+_register(Entry("autoencoder", autoencoder.build, autoencoder.HParams, autoencoder.DESCRIPTION,
+                task="reconstruction", loss=lambda hp: hp.loss))
 
 
 def names() -> list[str]:

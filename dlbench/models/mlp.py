@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pydantic
 
 from dlbench.models.blocks import Activation, Initializer, activation, initializer
 
-DESCRIPTION = "MLP: depth x Dense(width) with activation, dropout, batch norm and init switches, softmax head"
+DESCRIPTION = ("MLP: depth x Dense(width) with activation, dropout, batch norm and init switches, softmax head; "
+               "optional greedy layer-wise (denoising) autoencoder pretraining")
+
+Pretrain = Literal["none", "ae", "dae"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +23,20 @@ class HParams:
     dropout: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.0
     batch_norm: bool = False
     init: Initializer = "glorot_uniform"
+    # Greedy layer-wise pretraining of the hidden layers before supervised training (dlbench.pretrain): "ae" trains
+    # one autoencoder per hidden layer, "dae" one denoising autoencoder (masking noise). The pretrain_* values
+    # are used only when pretrain is not "none"; pretrain_noise only by "dae".
+    pretrain: Pretrain = "none"
+    pretrain_epochs: Annotated[int, pydantic.Field(ge=1)] = 10  # per hidden layer
+    pretrain_learning_rate: Annotated[float, pydantic.Field(gt=0.0)] = 0.1
+    pretrain_noise: Annotated[float, pydantic.Field(gt=0.0, lt=1.0)] = 0.25  # fraction of inputs masked ("dae")
+
+    def __post_init__(self):
+        if self.pretrain != "none" and self.depth == 0:
+            raise ValueError(f"pretrain = {self.pretrain!r} needs hidden layers to pretrain; got depth = 0")
+        if self.pretrain != "none" and self.batch_norm:
+            raise ValueError(f"pretrain = {self.pretrain!r} cannot be combined with batch_norm = true (the "
+                             "pretrained encoder weights would be rescaled by untrained batch statistics)")
 
 
 def build(hp: HParams, info) -> "keras.Model":  # noqa: F821

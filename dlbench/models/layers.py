@@ -1,0 +1,88 @@
+"""Custom Keras layers for the autoencoders: input corruption (masking, Gaussian) and a tied-weight decoder.
+
+Imported by the builders when they build (not by the registry), so `dlbench list` never loads Keras.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+CORRUPTIONS = ("none", "masking", "gaussian")
+
+
+@keras.saving.register_keras_serializable(package="dlbench")
+class MaskingNoise(keras.layers.Layer):
+    """Sets a random fraction `rate` of the inputs to zero while training; the identity otherwise.
+
+    The masking corruption of denoising autoencoders (Vincent et al. 2008, 2010): unlike Dropout, the kept inputs
+    are not rescaled, so the network learns to fill in missing values rather than to ignore a rescaling.
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"MaskingNoise rate must be in [0, 1). Received rate={rate}")
+        self.rate = rate
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0.0:
+            return inputs
+        keep = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator) >= self.rate
+        return ops.where(keep, inputs, ops.zeros_like(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="dlbench")
+class TiedDense(keras.layers.Layer):
+    """A decoder layer whose kernel is the transpose of an encoder Dense layer's kernel (it owns only its bias).
+
+    `tied_to` must be built before this layer is called (in a functional model: called earlier in the graph).
+    The tie is to a layer object, so a model that uses TiedDense is rebuilt by its builder, not from a config.
+    """
+
+    def __init__(self, tied_to: keras.layers.Dense, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.tied_to = tied_to
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        units = self.tied_to.kernel.shape[0]
+        self.bias = self.add_weight(name="bias", shape=(units,), initializer="zeros")
+
+    def call(self, inputs):
+        return self.activation(ops.matmul(inputs, ops.transpose(self.tied_to.kernel)) + self.bias)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.tied_to.kernel.shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "tied_to": self.tied_to.name,
+                "activation": keras.activations.serialize(self.activation)}
+
+
+def corruption(kind: str, level: float, name: str, seed: int | None = None) -> keras.layers.Layer:
+    """The input corruption of a denoising autoencoder, active only while training.
+
+    Args:
+        kind: "none" (identity), "masking" (a fraction `level` of the inputs set to 0) or "gaussian" (additive
+            N(0, level^2) noise).
+        level: masking fraction in [0, 1), or the Gaussian standard deviation.
+        name: layer name.
+        seed: noise seed; None draws it from the global seed (set by `keras.utils.set_random_seed`).
+    """
+    if kind == "none":
+        return keras.layers.Identity(name=name)
+    if kind == "masking":
+        return MaskingNoise(level, seed=seed, name=name)
+    if kind == "gaussian":
+        return keras.layers.GaussianNoise(level, seed=seed, name=name)
+    raise ValueError(f"`noise` must be one of {', '.join(CORRUPTIONS)}. Received noise={kind}")
