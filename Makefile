@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test reproduce install clean ui
+.PHONY: demo test reproduce bench install clean ui
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ reproduce: $(STAMP)
 	  echo '```'; tail -n 3 docs/.reproduce.log; echo '```'; \
 	  for f in docs/reproductions/*.md; do echo; sed 's/^# /## /; s/^## Best/### Best/' $$f; done; } > docs/reproductions.md; \
 	rm -f docs/.reproduce.log; exit $$rc
+
+## The benchmark suite (bench/, about 30 minutes on 2 cores); rewrites docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python bench/run_all.py
 
 ui: $(STAMP)
 	$(BIN)/dlbench ui

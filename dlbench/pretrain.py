@@ -95,7 +95,8 @@ def greedy_layerwise(model, hp: mlp.HParams, x: np.ndarray, train_hp: train.Trai
         # Layer 0 sees the data; the layers above see the units below, in (0, 1) only if they are sigmoids.
         ae_hp = layer_autoencoder(hp, bounded=inputs_in_unit_interval if i == 0 else hp.activation == "sigmoid")
         ae = autoencoder.build_for_shape(ae_hp, (h.shape[1],), name=f"pretrain_{i}")
-        ae.compile(optimizer=train.optimizer(opt_hp), loss=ae_hp.loss)
+        ae.compile(optimizer=train.optimizer(opt_hp), loss=ae_hp.loss,
+                   steps_per_execution=train.STEPS_PER_EXECUTION)
         losses = result.losses.setdefault(i, [])
 
         def on_epoch_end(epoch: int, logs: dict | None, layer: int = i, losses: list = losses) -> None:
