@@ -40,6 +40,10 @@ m = models.get(exp.model).build(models.get(exp.model).hparams(), d); mark("build
 m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 m.fit(d.train.x, d.train.y, epochs=1, verbose=0, validation_data=(d.val.x, d.val.y)); mark("compile + first epoch")
 out = [(marks[0][0], marks[0][1] - t0)] + [(n, t - p) for (n, t), (_, p) in zip(marks[1:], marks)]
+import os, tempfile; os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()  # no template: MLflow migrates
+t = time.time(); tracking.Tracker("sqlite:///" + folder + "/fresh/mlflow.db", exp.name)
+out.append(("(not in the total) MLflow store created by MLflow's own migrations, as before the change",
+            time.time() - t))
 print(json.dumps(out))
 """
 
@@ -91,7 +95,7 @@ def run(repeats: int = 3) -> str:
         phases.append(json.loads(out.strip().splitlines()[-1]))
     names = [n for n, _ in phases[0]]
     per = {n: median([dict(p)[n] for p in phases]) for n in names}
-    total = sum(per.values())
+    total = sum(v for n, v in per.items() if not n.startswith("(not"))
     return "\n".join([
         "## Startup",
         "",
@@ -109,8 +113,9 @@ def run(repeats: int = 3) -> str:
         "",
         "| phase | s | share |",
         "|---|---|---|",
-        *[f"| {n} | {v:.2f} | {v / total:.0%} |" for n, v in per.items()],
+        *[f"| {n} | {v:.2f} | {v / total:.0%} |" for n, v in per.items() if not n.startswith("(not")],
         f"| total | {total:.2f} | |",
+        *[f"| {n} | {v:.2f} | |" for n, v in per.items() if n.startswith("(not")],
     ])
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
+import multiprocessing
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -104,13 +106,21 @@ def compared_metric(exp: Experiment) -> str:
 # === Reading the stores ===
 
 
+@functools.lru_cache(maxsize=4)
+def _storage(url: str):
+    """One storage per URL and process: opening a journal replays the whole file (1,000 trials: ~0.1 s)."""
+    from dlbench.study import open_storage
+
+    return open_storage(url)
+
+
 def _trials(exp: Experiment, storage_url: str, arm: str):
     import optuna
 
-    from dlbench.study import open_storage, study_name
+    from dlbench.study import study_name
 
     try:
-        return optuna.load_study(study_name=study_name(exp, arm), storage=open_storage(storage_url))
+        return optuna.load_study(study_name=study_name(exp, arm), storage=_storage(storage_url))
     except KeyError:
         return None
 
@@ -376,18 +386,60 @@ def plots(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker,
     from dlbench import plots as P
 
     base = report.baseline
-    paths = [
-        P.learning_curves(_learning_curves(report, tracker, exp), exp.metric, outdir / "learning_curves.png", base),
-        P.distribution({a.arm: list(a.values.values()) for a in report.arms}, report.metric,
-                       outdir / "distribution.png", base),
-        P.expected_max_curves({a.arm: a.expected_best for a in report.arms}, exp.metric,
-                              outdir / "expected_best_vs_trials.png", base),
+    jobs = [  # (file, how to draw it): everything read from the stores first, so drawing needs no connection
+        (outdir / "learning_curves.png", functools.partial(
+            P.learning_curves, _learning_curves(report, tracker, exp), exp.metric, outdir / "learning_curves.png",
+            base)),
+        (outdir / "distribution.png", functools.partial(
+            P.distribution, {a.arm: list(a.values.values()) for a in report.arms}, report.metric,
+            outdir / "distribution.png", base)),
+        (outdir / "expected_best_vs_trials.png", functools.partial(
+            P.expected_max_curves, {a.arm: a.expected_best for a in report.arms}, exp.metric,
+            outdir / "expected_best_vs_trials.png", base)),
     ]
-    paths += _optuna_plots(exp, storage_url, outdir)
-    return paths
+    for arm in exp.arm_names:
+        study = _in_memory(_trials(exp, storage_url, arm))
+        if study is not None:
+            for kind in ("history", "importance"):
+                path = outdir / f"optuna_{kind}_{arm}.png"
+                jobs.append((path, functools.partial(_optuna_plot, study, kind, f"{exp.name} / {arm}", path)))
+    _draw(jobs)
+    return [path for path, _ in jobs if path.exists()]
 
 
-def _optuna_plots(exp: Experiment, storage_url: str, outdir: Path) -> list[Path]:
+def _draw(jobs: list) -> None:
+    """Draw the plots, half of them in a forked child where the platform has fork.
+
+    Matplotlib draws on one core; for a large comparison the 7 PNGs took 3.6 s of `compare`'s 6 s
+    (bench/CHANGES.md). A child that fails leaves its plots to this process.
+    """
+    if len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for _, draw in jobs:
+            draw()
+        return
+    theirs, mine = jobs[1::2], jobs[0::2]
+    child = multiprocessing.get_context("fork").Process(target=lambda: [draw() for _, draw in theirs], daemon=True)
+    child.start()
+    for _, draw in mine:
+        draw()
+    child.join()
+    for path, draw in theirs:
+        if child.exitcode != 0 and not path.exists() and not path.with_suffix(".txt").exists():
+            draw()
+
+
+def _in_memory(study):
+    """A copy of a study in memory, so plots drawn in a forked process never share a database connection."""
+    import optuna
+
+    if study is None:
+        return None
+    copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    copy.add_trials(study.get_trials(deepcopy=False))
+    return copy
+
+
+def _optuna_plot(study, kind: str, title: str, path: Path) -> None:
     import warnings
 
     import matplotlib
@@ -396,27 +448,19 @@ def _optuna_plots(exp: Experiment, storage_url: str, outdir: Path) -> list[Path]
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
 
-    out = []
-    for arm in exp.arm_names:
-        study = _trials(exp, storage_url, arm)
-        if study is None:
-            continue
-        for kind, fn in (("history", ovm.plot_optimization_history), ("importance", ovm.plot_param_importances)):
-            path = outdir / f"optuna_{kind}_{arm}.png"
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    ax = fn(study)
-                fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-                fig.suptitle(f"{exp.name} / {arm}")
-                fig.set_size_inches(8, 5)
-                fig.tight_layout()
-                fig.savefig(path, dpi=100)
-                plt.close(fig)
-                out.append(path)
-            except (ValueError, RuntimeError, ZeroDivisionError) as e:  # too few trials or parameters to plot
-                path.with_suffix(".txt").write_text(f"not available: {e}\n")
-    return out
+    fn = ovm.plot_optimization_history if kind == "history" else ovm.plot_param_importances
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ax = fn(study)
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.suptitle(title)
+        fig.set_size_inches(8, 5)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    except (ValueError, RuntimeError, ZeroDivisionError) as e:  # too few trials or parameters to plot
+        path.with_suffix(".txt").write_text(f"not available: {e}\n")
 
 
 def log(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker, tags: dict[str, str]) -> str:
