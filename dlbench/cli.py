@@ -1,6 +1,7 @@
 """Command line: `dlbench run | compare | list | ui`. Thin: parse, call one function, return an exit status.
 
-Exit status: 0 success, 2 invalid input (bad spec, unknown name, bad flag), 1 failure at run time.
+Exit status: 0 success, 2 invalid input (bad spec, unknown name, bad flag) or a dataset that is not on this
+machine and cannot be downloaded, 1 failure at run time.
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ def cmd_run(args) -> int:
     settings = study.Settings(storage=_storage(args.storage), tracking_uri=_tracking(args.tracking_uri),
                               workers=args.workers, progress=False if args.no_progress else None)
     start = time.perf_counter()
+    models_used = "+".join(sorted({exp.model_for(a) for a in exp.arms}))
     print(f"dlbench: {exp.name}: {len(exp.arms)} arms x ({exp.budget.trials} trials + {exp.seeds} seeds) x "
-          f"{exp.budget.epochs} epochs on {exp.dataset.name}/{exp.model}; storage {settings.storage}, "
+          f"{exp.budget.epochs} epochs on {exp.dataset.name}/{models_used}; storage {settings.storage}, "
           f"tracking {settings.tracking_uri}", file=sys.stderr, flush=True)
     study.run(exp, settings)
     from dlbench import compare
@@ -206,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001
+        from dlbench.data import DatasetUnavailable  # noqa: PLC0415
         from dlbench.study import RunError  # noqa: PLC0415
 
+        if isinstance(e, DatasetUnavailable):  # fixed by the user, like a bad spec: the message says how
+            print(f"dlbench: dataset unavailable: {e}", file=sys.stderr)
+            return 2
         if isinstance(e, RunError):
             print(f"dlbench: {e}", file=sys.stderr)
             return 1

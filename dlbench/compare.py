@@ -13,6 +13,7 @@ import io
 import json
 import math
 import multiprocessing
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ class ArmResult:
     trials_failed: int
     tuning_seconds: float
     expected_best: list[float]  # expected best validation score after 1..n trials (Dodge et al. 2019)
+    # What the arm's model costs, from its finished repeats (medians; None before any): the builder, parameters,
+    # estimated FLOPs per example and training throughput (examples/s, which depends on the machine).
+    model: str | None = None
+    params_count: float | None = None
+    flops_per_example: float | None = None
+    examples_per_second: float | None = None
 
 
 @dataclasses.dataclass
@@ -168,6 +175,8 @@ def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 
         done = [r for r in repeats if r.info.status == "FINISHED" and metric in r.data.metrics]
         values = {int(r.data.tags[T.TAG_SEED]): r.data.metrics[metric] for r in done}
         tuned = [r.data.metrics.get(f"best_{exp.metric}", math.nan) for r in done]
+        cost = {k: _median([r.data.metrics[k] for r in done if k in r.data.metrics])
+                for k in ("params_count", "flops_per_example", "examples_per_second")}
         d = stats.describe(list(values.values()))
 
         study = _trials(exp, storage_url, arm)
@@ -185,6 +194,7 @@ def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 
             trials_complete=count(TrialState.COMPLETE), trials_pruned=count(TrialState.PRUNED),
             trials_failed=count(TrialState.FAIL), tuning_seconds=seconds,
             expected_best=stats.expected_max(scored, len(scored), higher_is_better=higher),
+            model=done[0].data.params.get("model") if done else None, **cost,
         ))
     if not any(a.n for a in arms):
         raise SpecError(exp.path, "name", f"experiment {exp.name!r} has no finished seed repeats yet; run "
@@ -232,6 +242,10 @@ def _matches(exp: Experiment, arms: list[ArmResult], metric: str) -> list[Refere
         within = None if ref.tolerance is None or math.isnan(rel) else abs(rel) <= ref.tolerance
         out.append(ReferenceMatch(a.arm, a.mean, value, rel, within))
     return out
+
+
+def _median(xs: list[float]) -> float | None:
+    return float(statistics.median(xs)) if xs else None
 
 
 def _mean(xs: list[float]) -> float:
@@ -289,6 +303,8 @@ def rows(report: Report) -> list[dict[str, Any]]:
             "p_mannwhitney": c.p_rank if c else None, "p_paired": c.p_paired if c else None,
             "p_holm": c.p_holm if c else None, "hedges_g": c.hedges_g if c else None,
             "verdict": c.verdict if c else "baseline", "published": c.published if c else "",
+            "model": a.model, "params_count": a.params_count, "flops_per_example": a.flops_per_example,
+            "examples_per_second": a.examples_per_second,
         })
     return out
 
@@ -329,6 +345,10 @@ def _footer(report: Report) -> list[str]:
              f"({'higher' if report.higher_is_better else 'lower'} is better). Seeds are paired across arms. "
              f"p Holm: Welch p-values corrected across {len(report.comparisons)} comparison(s); verdict at α = 0.05.",
              f"Budget: {report.budget_note}."]
+    costs = [a for a in report.arms if a.params_count is not None]
+    if costs:
+        lines.append("Cost per arm (median over repeats; throughput is training examples/s on the machine that ran "
+                     "it): " + "; ".join(_cost(a) for a in costs))
     for c in report.comparisons:
         if c.note:
             lines.append(f"{c.arm}: {c.note}")
@@ -345,6 +365,23 @@ def _footer(report: Report) -> list[str]:
             verdict = "" if m.within is None else ("; within tolerance" if m.within else "; OUTSIDE tolerance")
             lines.append(f"  {m.arm}: ours {m.ours:.5g} vs reference {m.reference:.5g} ({m.rel_diff:+.2%}){verdict}")
     return lines
+
+
+def _cost(a: ArmResult) -> str:
+    parts = [f"{a.arm} ({a.model})" if a.model else a.arm, f"{a.params_count:,.0f} params"]
+    if a.flops_per_example:
+        parts.append(f"{_si(a.flops_per_example)}FLOPs/example")
+    if a.examples_per_second:
+        parts.append(f"{a.examples_per_second:,.0f} examples/s")
+    return " ".join(parts[:1]) + ": " + ", ".join(parts[1:])
+
+
+def _si(x: float) -> str:
+    """1.2 k, 3.4 M, 5.6 G: a count with an SI prefix and a trailing space."""
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= factor:
+            return f"{x / factor:.3g} {prefix}"
+    return f"{x:.3g} "
 
 
 def _table(report: Report) -> str:
@@ -484,6 +521,9 @@ def log(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker, t
                            ("n", a.n), ("best_trial", a.best_trial)):
             if value is not None and not math.isnan(value):
                 metrics[f"{a.arm}.{report.metric}.{key}"] = value
+        for key in ("params_count", "flops_per_example", "examples_per_second"):
+            if getattr(a, key) is not None:
+                metrics[f"{a.arm}.{key}"] = getattr(a, key)
     for c in report.comparisons:
         for key, value in (("diff", c.diff), ("p_holm", c.p_holm), ("hedges_g", c.hedges_g)):
             if not math.isnan(value):

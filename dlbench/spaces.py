@@ -27,6 +27,7 @@ class Params:
     model: Any
     train: TrainHParams
     values: Mapping[str, Any]
+    model_name: str = ""  # the registry name of the model builder these parameters are for
 
 
 def load(path: str | Path, **overrides) -> Experiment:
@@ -95,15 +96,19 @@ def _base_type(annotation: Any) -> Any:
 
 
 def check(exp: Experiment) -> None:
-    """Check registry names, parameter names and values, and the metric.
+    """Check registry names, parameter names and values, and the metric, for every arm's model.
 
     Raises:
         SpecError: naming the field and what is allowed.
     """
-    try:
-        entry = models.get(exp.model)
-    except ValueError:
-        raise SpecError(exp.path, "model", f"unknown model {exp.model!r}; known models: {', '.join(models.names())}") from None
+    entries = {}
+    for arm in exp.arms:
+        name = exp.model_for(arm)
+        try:
+            entries[arm.name] = models.get(name)
+        except ValueError:
+            field = f"arms.{arm.name}.model" if arm.model else "model"
+            raise SpecError(exp.path, field, f"unknown model {name!r}; known models: {', '.join(models.names())}") from None
     try:
         ds = data.get(exp.dataset.name)
     except ValueError:
@@ -116,41 +121,49 @@ def check(exp: Experiment) -> None:
                             f"{', '.join(sorted(opt_fields))}")
         _check_value(exp, f"dataset.{k}", opt_fields[k], v)
     try:  # options that conflict, or that the data cannot satisfy (more labels per class than rows)
-        data.load(ds.name, exp.dataset.options)
+        info = data.load(ds.name, exp.dataset.options)
     except ValueError as e:
         raise SpecError(exp.path, "dataset", str(e)) from None
 
-    task = entry.task
-    produced = [m for base in data.TASK_METRICS[task] for m in (f"val_{base}", base)]
-    if exp.metric not in produced:
-        raise SpecError(exp.path, "metric", f"{exp.metric!r} is not produced by model {exp.model!r} ({task}); "
-                        f"allowed: {', '.join(produced)}")
-
-    owners = _owners(exp.model)
-    sections = [("fixed", exp.fixed), ("search", exp.search)] + [(f"arms.{a.name}", a.params) for a in exp.arms]
-    for section, params in sections:
-        for name, value in params.items():
-            field = f"{section}.{name}"
-            if name not in owners:
-                raise SpecError(exp.path, field, f"model {exp.model!r} and the trainer take no parameter {name!r}; "
-                                f"allowed: {', '.join(sorted(owners))}")
-            annotation = owners[name][1]
-            if isinstance(value, Range):
-                base = _base_type(annotation)
-                if base not in (int, float):
-                    raise SpecError(exp.path, field, f"{name} is not numeric, so it cannot be a range; use "
-                                    f"{{ choices = [...] }} with {_allowed_values(annotation)}")
-                if base is int and not (float(value.low).is_integer() and float(value.high).is_integer()):
-                    raise SpecError(exp.path, field, f"{name} is an integer: low and high must be integers")
-                _check_value(exp, f"{field}.low", annotation, int(value.low) if base is int else value.low)
-                _check_value(exp, f"{field}.high", annotation, int(value.high) if base is int else value.high)
-            elif isinstance(value, Choice):
-                for c in value.choices:
-                    _check_value(exp, f"{field}.choices", annotation, c)
-            else:
-                _check_value(exp, field, annotation, value)
     for arm in exp.arms:
+        entry, model = entries[arm.name], exp.model_for(arm)
+        refusal = entry.accepts(tuple(info.input_shape))  # e.g. a CNN given flat vectors, images below a minimum
+        if refusal:
+            raise SpecError(exp.path, "dataset", f"model {model!r} cannot take the inputs of dataset {ds.name!r}: "
+                            f"{refusal}")
+        task = entry.task
+        produced = [m for base in data.TASK_METRICS[task] for m in (f"val_{base}", base)]
+        if exp.metric not in produced:
+            raise SpecError(exp.path, "metric", f"{exp.metric!r} is not produced by model {model!r} ({task}); "
+                            f"allowed: {', '.join(produced)}")
+
+        owners = _owners(model)
+        # Shared sections must suit every arm's model; an arm's own values only its model.
+        for section, params in (("fixed", exp.fixed), ("search", exp.search), (f"arms.{arm.name}", arm.params)):
+            for name, value in params.items():
+                _check_param(exp, f"{section}.{name}", name, value, owners, model)
         _check_combinations(exp, arm, entry.hparams, owners)
+
+
+def _check_param(exp: Experiment, field: str, name: str, value: Any, owners: dict, model: str) -> None:
+    if name not in owners:
+        raise SpecError(exp.path, field, f"model {model!r} and the trainer take no parameter {name!r}; "
+                        f"allowed: {', '.join(sorted(owners))}")
+    annotation = owners[name][1]
+    if isinstance(value, Range):
+        base = _base_type(annotation)
+        if base not in (int, float):
+            raise SpecError(exp.path, field, f"{name} is not numeric, so it cannot be a range; use "
+                            f"{{ choices = [...] }} with {_allowed_values(annotation)}")
+        if base is int and not (float(value.low).is_integer() and float(value.high).is_integer()):
+            raise SpecError(exp.path, field, f"{name} is an integer: low and high must be integers")
+        _check_value(exp, f"{field}.low", annotation, int(value.low) if base is int else value.low)
+        _check_value(exp, f"{field}.high", annotation, int(value.high) if base is int else value.high)
+    elif isinstance(value, Choice):
+        for c in value.choices:
+            _check_value(exp, f"{field}.choices", annotation, c)
+    else:
+        _check_value(exp, field, annotation, value)
 
 
 _MAX_COMBINATIONS = 4096
@@ -191,17 +204,18 @@ def _suggest(trial, name: str, value: Any, annotation: Any) -> Any:
 
 def resolve(exp: Experiment, arm: spec.Arm, values: Mapping[str, Any]) -> Params:
     """Typed Params from the arm's fixed values plus `values` for its searched ones (e.g. a best trial's params)."""
-    owners = _owners(exp.model)
+    model = exp.model_for(arm)
+    owners = _owners(model)
     merged = {k: (values[k] if spec.is_searched(v) else v) for k, v in exp.params_for(arm).items()}
-    model_cls = models.get(exp.model).hparams
+    model_cls = models.get(model).hparams
     model_kw = {k: v for k, v in merged.items() if owners[k][0] is model_cls}
     train_kw = {k: v for k, v in merged.items() if owners[k][0] is TrainHParams}
-    return Params(model_cls(**model_kw), TrainHParams(**train_kw), dict(sorted(merged.items())))
+    return Params(model_cls(**model_kw), TrainHParams(**train_kw), dict(sorted(merged.items())), model)
 
 
 def sample(trial, exp: Experiment, arm: spec.Arm) -> Params:
     """Sample a trial's parameters: the arm's fixed values, and its searched ones from `trial.suggest_*`."""
-    owners = _owners(exp.model)
+    owners = _owners(exp.model_for(arm))
     sampled = {k: _suggest(trial, k, v, owners[k][1]) for k, v in exp.params_for(arm).items() if spec.is_searched(v)}
     return resolve(exp, arm, sampled)
 

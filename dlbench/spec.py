@@ -67,6 +67,7 @@ class Budget:
 class Arm:
     name: str
     params: Mapping[str, Value]
+    model: str | None = None  # the arm's own model builder (`model = "cnn"` in its table); None: the experiment's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +117,10 @@ class Experiment:
                 return a
         raise KeyError(name)
 
+    def model_for(self, arm: Arm) -> str:
+        """The model builder an arm trains: its own `model`, else the experiment's."""
+        return arm.model or self.model
+
     def params_for(self, arm: Arm) -> dict[str, Value]:
         """Fixed, then shared search space, then the arm's own values (the arm wins)."""
         merged: dict[str, Value] = dict(self.fixed)
@@ -137,6 +142,8 @@ class Experiment:
             "pruner": self.pruner,
             "params": {a.name: sorted((k, _jsonable(v)) for k, v in self.params_for(a).items()) for a in self.arms},
         }
+        if any(a.model for a in self.arms):  # only then, so the hashes of single-model experiments never change
+            payload["arm_models"] = {a.name: self.model_for(a) for a in self.arms}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -294,9 +301,14 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
     for name, params in m.arms.items():
         if not _NAME_RE.match(name):
             raise SpecError(path, f"arms.{name}", "arm names are short snake_case (lower-case letters, digits, '_')")
-        if not params:
+        params = dict(params)
+        model = params.pop("model", None)
+        if model is not None and not isinstance(model, str):
+            raise SpecError(path, f"arms.{name}.model", f"the arm's model is a registry name (a string, e.g. "
+                            f"\"cnn\"); got {model!r}")
+        if not params and model is None:
             raise SpecError(path, f"arms.{name}", "empty arm: give at least one value that sets this arm apart")
-        arms.append(Arm(name, {k: _param_value(path, f"arms.{name}.{k}", v) for k, v in params.items()}))
+        arms.append(Arm(name, {k: _param_value(path, f"arms.{name}.{k}", v) for k, v in params.items()}, model))
     if m.baseline not in m.arms:
         raise SpecError(path, "baseline", f"must name one of the arms: {', '.join(m.arms)}; got {m.baseline!r}")
 
@@ -414,7 +426,8 @@ def to_raw(exp: Experiment) -> dict[str, Any]:
         "model": exp.model, "metric": exp.metric, "baseline": exp.baseline, "seeds": exp.seeds,
         "budget": {"trials": exp.budget.trials, "epochs": exp.budget.epochs}, "pruner": exp.pruner,
         "fixed": {k: raw(v) for k, v in exp.fixed.items()}, "search": {k: raw(v) for k, v in exp.search.items()},
-        "arms": {a.name: {k: raw(v) for k, v in a.params.items()} for a in exp.arms},
+        "arms": {a.name: {**({"model": a.model} if a.model else {}), **{k: raw(v) for k, v in a.params.items()}}
+                 for a in exp.arms},
     }
     if exp.reference is not None:
         r = exp.reference

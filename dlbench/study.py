@@ -157,7 +157,6 @@ class Worker:
         self.tags = T.manifest(train.device(), deterministic=True, backend=keras.backend.backend())
         self.tags[T.TAG_SPEC_HASH] = exp.spec_hash
         self.data = data.load(exp.dataset.name, exp.dataset.options)
-        self.model = models.get(exp.model)
         self.studies = {a.name: open_study(exp, a.name, self.storage, worker) for a in exp.arms}
 
     # --- MLflow parents ---
@@ -196,7 +195,8 @@ class Worker:
     # --- building and pretraining ---
 
     def _objective(self, params: spaces.Params) -> dict[str, Any]:
-        return {"task": self.model.task, "loss": self.model.loss(params.model)}
+        entry = models.get(params.model_name)
+        return {"task": entry.task, "loss": entry.loss(params.model)}
 
     def _builder(self, params: spaces.Params, seed: int, run_id: str):
         """What `train.fit` calls (after seeding) to get the model: built, then pretrained when its params ask.
@@ -211,7 +211,7 @@ class Worker:
             epoch_logger(epoch, {f"pretrain/layer_{layer}/{k}": v for k, v in logs.items()})
 
         def build():
-            model = self.model.build(params.model, self.data)
+            model = models.get(params.model_name).build(params.model, self.data)
             if pretrain.applies(params.model):
                 done = pretrain.greedy_layerwise(model, params.model, pretrain.unlabeled_inputs(self.data),
                                                  params.train, seed=seed, hook=log)
@@ -274,7 +274,8 @@ class Worker:
             tags = {**self.tags, T.TAG_ROLE: T.ROLE_TRIAL, T.TAG_ARM: arm.name, T.TAG_TRIAL: trial.number,
                     T.TAG_STUDY: study.study_name, T.TAG_STATE: T.STATE_RUNNING}
             run_id = self.tracker.create_run(f"{arm.name}/trial-{trial.number}", tags, parent,
-                                             {**params.values, "seed": seed, "epochs": exp.budget.epochs})
+                                             {**params.values, "model": params.model_name, "seed": seed,
+                                              "epochs": exp.budget.epochs})
             trial.set_user_attr(A_RUN_ID, run_id)
 
             def report(epoch: int, logs: dict[str, float]) -> None:
@@ -290,8 +291,7 @@ class Worker:
             result = train.fit(self._builder(params, seed, run_id), self.data, params.train,
                                epochs=exp.budget.epochs, seed=seed, monitor=exp.metric,
                                hooks=[self.tracker.epoch_logger(run_id), report], **self._objective(params))
-            self.tracker.log_metrics(run_id, {f"best_{exp.metric}": result.best_value, "best_epoch": result.best_epoch,
-                                              "train_seconds": result.seconds, "params_count": result.params_count})
+            self.tracker.log_metrics(run_id, result.metrics(exp.metric))
             study.tell(trial, result.best_value)
             self.tracker.end_run(run_id, T.STATE_COMPLETE)
         except optuna.TrialPruned as e:
@@ -358,7 +358,8 @@ class Worker:
                     T.TAG_STATE: T.STATE_RUNNING, T.TAG_PID: ident["pid"], T.TAG_PID_START: ident["pid_start"],
                     "dlbench.heartbeat": ident["heartbeat"]}
             run_id = self.tracker.create_run(f"{arm}/seed-{seed}", tags, parent,
-                                             {**params.values, "seed": seed, "epochs": self.exp.budget.epochs})
+                                             {**params.values, "model": params.model_name, "seed": seed,
+                                              "epochs": self.exp.budget.epochs})
             return seed, run_id
 
     def repeat(self, arm: Arm) -> None:
@@ -382,9 +383,7 @@ class Worker:
                                    epochs=self.exp.budget.epochs, seed=seed, monitor=self.exp.metric,
                                    hooks=[self.tracker.epoch_logger(run_id), hook], evaluate_test=True,
                                    **self._objective(params))
-                self.tracker.log_metrics(run_id, {**result.test, f"best_{self.exp.metric}": result.best_value,
-                                                  "best_epoch": result.best_epoch, "train_seconds": result.seconds,
-                                                  "params_count": result.params_count})
+                self.tracker.log_metrics(run_id, result.metrics(self.exp.metric))
                 self.tracker.end_run(run_id, T.STATE_COMPLETE)
             except train.Diverged as e:
                 self.tracker.end_run(run_id, T.STATE_FAIL, f"{DIVERGED}: non-finite loss at epoch {e.epoch + 1}")

@@ -70,6 +70,14 @@ class FitResult:
     test: dict[str, float]  # `test_<key>` -> value, empty unless asked for
     seconds: float
     params_count: int
+    flops_per_example: int = 0  # estimated forward-pass FLOPs (2 per multiply-add), models.cost
+    examples_per_second: float = 0.0  # training throughput: examples seen in all epochs / training seconds
+
+    def metrics(self, monitor: str) -> dict[str, float]:
+        """What a finished run logs to MLflow besides its per-epoch history."""
+        return {**self.test, f"best_{monitor}": self.best_value, "best_epoch": self.best_epoch,
+                "train_seconds": self.seconds, "params_count": self.params_count,
+                "flops_per_example": self.flops_per_example, "examples_per_second": self.examples_per_second}
 
 
 def direction(metric: str) -> str:
@@ -135,7 +143,7 @@ def optimizer(hp: TrainHParams):
 
 def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: int, monitor: str,
         hooks: Sequence[EpochHook] = (), evaluate_test: bool = False, task: str = "classification",
-        loss: str | None = None) -> FitResult:
+        loss: str | Any | None = None) -> FitResult:
     """Seed, build, compile, train and (optionally) test one model.
 
     Seed `seed` fixes both the initial weights and the order of training examples, so the same seed gives the
@@ -151,7 +159,8 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
         hooks: called as hook(epoch, logs) after every epoch, in order (logging, pruning). May raise to stop.
         evaluate_test: also evaluate the restored model on the test split.
         task: a key of TASKS: "classification" fits the labels, "reconstruction" the inputs themselves.
-        loss: the Keras loss; None takes the task's default.
+        loss: the Keras loss (a name or a keras.losses.Loss, e.g. the perceptron's hinge); None takes the
+            task's default.
 
     Returns:
         FitResult with the per-epoch history.
@@ -206,7 +215,11 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
         scores = model.evaluate(data.test.x, target(data.test), batch_size=max(hp.batch_size, 1024), verbose=0,
                                 return_dict=True)
         test = {f"test_{k}": float(v) for k, v in scores.items()}
-    return FitResult(history, int(best["epoch"]), float(best["value"]), test, seconds, int(model.count_params()))
+    from dlbench.models.cost import flops_per_example
+
+    seen = len(data.train) * len(history.get("loss", ()))
+    return FitResult(history, int(best["epoch"]), float(best["value"]), test, seconds, int(model.count_params()),
+                     flops_per_example(model), seen / seconds if seconds > 0 else 0.0)
 
 
 def threads_per_worker(workers: int) -> int:

@@ -48,6 +48,11 @@ def test_compare_json_agrees_with_mlflow(finished):
         assert arm["ci_low"] <= arm["mean"] <= arm["ci_high"]
         assert arm["trials_complete"] + arm["trials_pruned"] == 2
         assert len(arm["expected_best"]) == 2
+        # The model's cost is the median of what its repeats logged.
+        assert arm["model"] == "mlp"
+        for key in ("params_count", "flops_per_example", "examples_per_second"):
+            logged = sorted(r.data.metrics[key] for r in runs)
+            assert arm[key] == pytest.approx(logged[1]) and arm[key] > 0, key
     (comp,) = report["comparisons"]
     assert comp["arm"] == "relu"
     relu, tanh = (next(a for a in report["arms"] if a["arm"] == n) for n in ("relu", "tanh"))
@@ -71,7 +76,7 @@ def test_comparison_run_has_report_and_plots(finished):
         head = f.read(8)
     assert head == b"\x89PNG\r\n\x1a\n"
     # Each arm's mean is a metric of the comparison run, so the MLflow compare view shows it.
-    assert {"relu.test_accuracy.mean", "tanh.test_accuracy.mean"} <= set(run.data.metrics)
+    assert {"relu.test_accuracy.mean", "tanh.test_accuracy.mean", "relu.params_count"} <= set(run.data.metrics)
     assert run.data.tags["dlbench.verdict.relu"] in ("better", "worse", "no significant difference")
 
 
@@ -79,6 +84,7 @@ def test_compare_formats(finished):
     storage, uri, _ = finished
     out = dlbench("compare", TINY, "--format", "md,csv", "--storage", storage, "--tracking-uri", uri, "--no-log")
     assert "# tiny: comparison" in out.stdout
+    assert "Cost per arm" in out.stdout and "tanh (mlp): " in out.stdout
     assert "| arm | n |" in out.stdout
     assert "arm,n,mean,std,ci95_low,ci95_high" in out.stdout
 

@@ -1,12 +1,14 @@
-"""Model builders: shapes, parameter counts and the ablation switches."""
+"""Model builders: shapes, parameter counts, the ablation switches, losses and compute cost."""
 
 from __future__ import annotations
+
+import types
 
 import numpy as np
 import pytest
 
 from dlbench import data, models
-from dlbench.models import mlp
+from dlbench.models import blocks, cost, mlp
 
 DIGITS = data.load("digits")
 
@@ -59,9 +61,10 @@ def test_standard_uniform_init_is_bounded_by_one_over_sqrt_fan_in():
 
 
 def test_registry_refuses_unknown_names_listing_known_ones():
-    with pytest.raises(ValueError, match="known models: autoencoder, mlp"):
+    with pytest.raises(ValueError, match="known models: autoencoder, cnn, inception, inception_v3, logistic, mlp, "
+                                         "mobilenet, mobilenet_v2, perceptron, resnet, resnet50, vgg"):
         models.get("lenet9")
-    with pytest.raises(ValueError, match="known datasets: digits, spirals"):
+    with pytest.raises(ValueError, match=r"known datasets: (\w+, )*digits, (\w+, )*spirals"):
         data.get("imagenet")
 
 
@@ -107,3 +110,352 @@ def test_registry_entries_say_what_each_model_trains():
     entry = models.get("autoencoder")
     assert entry.task == "reconstruction"
     assert entry.loss(entry.hparams(loss="binary_crossentropy")) == "binary_crossentropy"
+
+
+# === Convolutional families, linear models and keras.applications ===
+
+
+def _info(shape: tuple[int, ...], classes: int = 10):
+    """A stand-in for a DatasetInfo: the builders read only the input shape and the number of classes."""
+    return types.SimpleNamespace(input_shape=shape, num_classes=classes)
+
+
+def _build(name: str, shape: tuple[int, ...], **params):
+    entry = models.get(name)
+    return entry.build(entry.hparams(**params), _info(shape))
+
+
+# Small settings, so that every builder builds in well under a second.
+SMALL = {
+    "logistic": {},
+    "perceptron": {},
+    "cnn": dict(filters=4, kernel_size=3, dense=8),
+    "vgg": dict(width=4, dense=8),
+    "resnet": dict(depth=8),
+    "mobilenet": dict(width_multiplier=0.25, blocks=4),
+    "inception": dict(width=4, modules_per_stage=1),
+}
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (32, 32, 3)])
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_builder_takes_small_and_cifar_sized_images(name, shape):
+    model = _build(name, shape, **SMALL[name])
+    assert model.output_shape == (None, 10)
+    out = np.asarray(model(np.random.default_rng(0).uniform(size=(2, *shape)).astype("float32")))
+    assert out.shape == (2, 10)
+    if name != "perceptron":  # softmax probabilities; the perceptron outputs raw class scores
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_cnn_takes_sequences_with_1d_layers():
+    model = _build("cnn", (40, 1), **SMALL["cnn"])
+    assert model.output_shape == (None, 10)
+    assert len(_layers(model, "Conv1D")) == 2 and not _layers(model, "Conv2D")
+    assert [type(l).__name__ for l in model.layers if "pool" in l.name] == ["MaxPooling1D", "MaxPooling1D", "Flatten"]
+    # 40 -> 20 -> 10 positions of 8 filters, flattened.
+    assert model.get_layer("global_pool").output.shape == (None, 80)
+    strided = _build("cnn", (40, 1), **SMALL["cnn"], pooling="none", global_pooling="global_max")
+    assert [l.strides for l in _layers(strided, "Conv1D")] == [(2,), (2,)]
+    assert type(strided.get_layer("global_pool")).__name__ == "GlobalMaxPooling1D"
+
+
+@pytest.mark.parametrize("name, params, expected", [
+    # conv 3*3*1*4+4, conv 3*3*4*8+8, dense (2*2*8)*8+8, head 8*10+10
+    ("cnn", dict(blocks=2, filters=4, kernel_size=3, dense=8), 40 + 296 + 264 + 90),
+    # stage 0: 3*3*1*4+4, 3*3*4*4+4; stage 1: 3*3*4*8+8, 3*3*8*8+8; dense (2*2*8)*8+8; head 8*10+10
+    ("vgg", dict(stages=2, width=4, convs_per_stage=2, dense=8, dense_layers=1), 40 + 148 + 296 + 584 + 264 + 90),
+    # stem 3*3*1*16 + BN 4*16; stage 0: 2 x (3*3*16*16 + BN 64); stage 1: 3*3*16*32 + 3*3*32*32 + 2 BN 128 and the
+    # projection 16*32 + BN 128; stage 2: 3*3*32*64 + 3*3*64*64 + 2 BN 256, projection 32*64 + BN 256; head 64*10+10
+    ("resnet", dict(depth=8), 208 + 4736 + 14720 + 58112 + 650),
+    # the same without the two projection shortcuts
+    ("resnet", dict(depth=8, residual=False), 78426 - (512 + 128) - (2048 + 256)),
+    # stem 3*3*1*8 + BN 32; block 0: depthwise 3*3*8 + BN 32, pointwise 8*16 + BN 64; block 1: depthwise 3*3*16 +
+    # BN 64, pointwise 16*32 + BN 128; head 32*10+10
+    ("mobilenet", dict(width_multiplier=0.25, blocks=2), 104 + 296 + 848 + 330),
+    # the same with standard convs: 3*3*8*16 + BN 64, 3*3*16*32 + BN 128
+    ("mobilenet", dict(width_multiplier=0.25, blocks=2, separable=False), 104 + 1216 + 4736 + 330),
+    # stem 3*3*1*12+12; module (w=4, 12 inputs): 1x1 12*4+4, 12*6+6 -> 3*3*6*8+8, 12*1+1 -> 5*5*1*2+2, pool ->
+    # 12*2+2 (16 outputs); head 16*10+10
+    ("inception", dict(width=4, stages=1, modules_per_stage=1, batch_norm=False),
+     120 + 52 + 78 + 440 + 13 + 52 + 26 + 170),
+    # naive module: 1x1 12*4+4, 3*3*12*8+8, 5*5*12*2+2, pool (26 outputs); head 26*10+10
+    ("inception", dict(width=4, stages=1, modules_per_stage=1, batch_norm=False, reductions=False),
+     120 + 52 + 872 + 602 + 270),
+    # one Dense 64*10+10 on the flattened 8x8 image
+    ("logistic", {}, 650),
+    ("perceptron", {}, 650),
+])
+def test_parameter_counts_match_hand_computation(name, params, expected):
+    assert _build(name, (8, 8, 1), **params).count_params() == expected
+
+
+def test_resnet_residual_off_is_the_same_network_without_shortcuts():
+    res, plain = _build("resnet", (8, 8, 1), depth=14), _build("resnet", (8, 8, 1), depth=14, residual=False)
+    assert len(_layers(res, "Add")) == 6  # 3 stages x 2 blocks
+    assert not _layers(plain, "Add")
+    assert [l.name for l in plain.layers if "proj" in l.name] == []
+    # Every other layer is shared: the plain network is the residual one minus Add and the projections.
+    assert sorted(l.name for l in res.layers if "_add" not in l.name and "proj" not in l.name) == sorted(
+        l.name for l in plain.layers)
+
+
+def test_resnet_depth_must_be_6n_plus_2():
+    from dlbench.models import resnet
+
+    assert resnet.HParams(depth=56).blocks_per_stage == 9
+    with pytest.raises(ValueError, match=r"resnet depth must be 6n\+2 .*got depth = 21"):
+        resnet.HParams(depth=21)
+
+
+def test_mobilenet_separable_switch_uses_depthwise_convs():
+    sep = _build("mobilenet", (32, 32, 3), width_multiplier=0.25, blocks=4)
+    std = _build("mobilenet", (32, 32, 3), width_multiplier=0.25, blocks=4, separable=False)
+    assert len(_layers(sep, "DepthwiseConv2D")) == 4
+    assert not _layers(std, "DepthwiseConv2D")
+    assert [l.kernel_size for l in _layers(std, "Conv2D")] == [(3, 3)] * 5  # stem and one conv per block
+    # Strides as in MobileNet's table: (64, 1), (128, 2), (128, 1), (256, 2).
+    assert [l.strides for l in _layers(sep, "DepthwiseConv2D")] == [(1, 1), (2, 2), (1, 1), (2, 2)]
+    assert sep.get_layer("block_3_pw_conv").filters == 64
+
+
+@pytest.mark.parametrize("init, variance", [("he_normal", 2 / 9), ("glorot_uniform", 1 / 9),
+                                            ("standard_uniform", 1 / 27)])
+def test_depthwise_kernels_are_scaled_to_their_true_fan_in(init, variance):
+    # A 3x3 depthwise kernel of 64 channels: each output sees 9 inputs and each input feeds 9 outputs (fan_in = fan_out
+    # = 9), not fan_in 9 * 64 as Keras computes for that kernel shape. He: 2 / fan_in; Glorot: 2 / (fan_in + fan_out).
+    kernel = np.asarray(blocks.depthwise_initializer(init, 64, seed=0)((3, 3, 64, 1)))
+    assert kernel.var() == pytest.approx(variance, rel=0.1)
+
+
+def test_separable_mobilenet_keeps_the_signal_through_its_blocks():
+    # Without the fan-in correction each depthwise layer shrank the signal by sqrt(channels): after six blocks the
+    # activations were orders of magnitude smaller than the input and batch norm's moving statistics (which start
+    # at variance 1) lagged far behind, so inference collapsed while training accuracy looked fine.
+    model = _build("mobilenet", (8, 8, 1), width_multiplier=0.5, blocks=6, batch_norm=False)
+    x = DIGITS.train.x[:256].reshape(-1, 8, 8, 1)
+    for i in range(6):
+        out = np.asarray(_output(model, f"block_{i}_pw_act", x))
+        assert 0.1 < out.std() / x.std() < 10, (i, out.std() / x.std())
+
+
+def _output(model, layer: str, x):
+    import keras
+
+    return keras.Model(model.input, model.get_layer(layer).output)(x, training=False)
+
+
+def test_pooling_none_downsamples_with_strided_convs():
+    pooled = _build("cnn", (8, 8, 1), **SMALL["cnn"])
+    strided = _build("cnn", (8, 8, 1), **SMALL["cnn"], pooling="none")
+    assert len(_layers(pooled, "MaxPooling2D")) == 2
+    assert not [l for l in strided.layers if "Pooling" in type(l).__name__]
+    assert [l.strides for l in _layers(strided, "Conv2D")] == [(2, 2), (2, 2)]
+    assert strided.get_layer("block_1_0_conv").output.shape == (None, 2, 2, 8)
+    assert strided.count_params() == pooled.count_params()  # the same weights, only the downsampling differs
+    avg = _build("vgg", (8, 8, 1), width=4, dense=8, pooling="average", global_pooling="global_average")
+    assert len(_layers(avg, "AveragePooling2D")) == 3
+    assert avg.get_layer("global_pool").output.shape == (None, 16)
+
+
+def test_inception_module_concatenates_four_branches():
+    m = _build("inception", (8, 8, 1), width=8, stages=2, modules_per_stage=1)
+    # w = 8: 1x1 8, 3x3 16, 5x5 4, pool projection 4; the second stage doubles w.
+    assert m.get_layer("stage_0_module_0_concat").output.shape == (None, 8, 8, 32)
+    assert m.get_layer("stage_1_module_0_concat").output.shape == (None, 4, 4, 64)
+    assert m.get_layer("stage_0_module_0_3x3_reduce_conv").filters == 12
+
+
+def test_catalogue_switches_apply_to_every_conv_block():
+    m = _build("vgg", (8, 8, 1), width=4, dense=8, activation="tanh", batch_norm=True, dropout=0.25,
+               init="standard_uniform")
+    convs = _layers(m, "Conv2D")
+    assert len(convs) == 6 and all(not c.use_bias for c in convs)
+    assert len(_layers(m, "BatchNormalization")) == 6 + 2  # each conv and each hidden dense layer
+    assert {l.rate for l in _layers(m, "Dropout")} == {0.25} and len(_layers(m, "Dropout")) == 8
+    assert {l.activation.__name__ for l in _layers(m, "Activation")} == {"tanh"}
+    bound = 1 / np.sqrt(3 * 3 * 4)  # standard_uniform: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]
+    assert np.abs(np.asarray(m.get_layer("stage_0_1_conv").kernel)).max() <= bound
+    # Dropout is always present, so dropout arms have the same layer names.
+    plain = _build("vgg", (8, 8, 1), width=4, dense=8, batch_norm=True)
+    assert [l.name for l in plain.layers] == [l.name for l in m.layers]
+
+
+@pytest.mark.parametrize("name", ["cnn", "vgg", "resnet", "mobilenet", "inception"])
+def test_image_builders_say_what_inputs_they_take(name):
+    entry = models.get(name)
+    assert entry.accepts((32, 32, 3)) is None
+    assert "needs images" in entry.accepts((64,))
+    with pytest.raises(ValueError, match="needs images"):
+        _build(name, (64,))
+    assert (entry.accepts((40, 1)) is None) == (name == "cnn")
+
+
+# === Augmentation ===
+
+
+def _augmented(kind: str, seed: int, x: np.ndarray, training: bool = True) -> np.ndarray:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return np.asarray(blocks.augmentation(kind, rank=2)(x, training=training))
+
+
+def test_augmentation_is_seeded_and_only_active_while_training():
+    from dlbench import train
+
+    # With op determinism on (as in every run), the run seed fixes the flips and the shifts.
+    train.configure(deterministic=True)
+    x = np.random.default_rng(0).uniform(0.1, 1.0, size=(16, 32, 32, 1)).astype("float32")
+    for kind in ("flip", "shift", "flip_shift"):
+        np.testing.assert_array_equal(_augmented(kind, 0, x, training=False), x)
+        a, b, c = _augmented(kind, 1, x), _augmented(kind, 1, x), _augmented(kind, 2, x)
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+    flipped = _augmented("flip", 1, x)
+    for img, out in zip(x, flipped):  # each image is kept or mirrored left-right
+        assert np.array_equal(out, img) or np.array_equal(out, img[:, ::-1])
+    assert 0 < sum(not np.array_equal(o, i) for o, i in zip(flipped, x)) < len(x)
+    shifted = _augmented("shift", 1, x)
+    assert (shifted == 0).any() and not (x == 0).any()  # zeros shifted in at the borders
+    # Whole-pixel shifts: every value of a shifted image is one of its own pixels or 0.
+    assert all(np.isin(o, np.append(i, 0.0)).all() for o, i in zip(shifted, x))
+
+
+def test_augment_switch_keeps_layer_names_and_trains_one_step():
+    none = _build("cnn", (8, 8, 1), **SMALL["cnn"])
+    aug = _build("cnn", (8, 8, 1), **SMALL["cnn"], augment="flip_shift")
+    assert [l.name for l in none.layers] == [l.name for l in aug.layers]
+    assert [type(l).__name__ for l in aug.get_layer("augment").layers] == ["RandomFlip", "RandomTranslation"]
+    x = DIGITS.train.x[:64].reshape(-1, 8, 8, 1)
+    np.testing.assert_array_equal(np.asarray(aug.get_layer("augment")(x[:4], training=False)), x[:4])
+    aug.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    hist = aug.fit(x, DIGITS.train.y[:64], epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+    with pytest.raises(ValueError, match="sequences"):
+        _build("cnn", (40, 1), augment="flip")
+
+
+def test_training_with_augmentation_repeats_exactly_under_the_same_seed():
+    from dlbench import train
+
+    train.configure(deterministic=True)  # as every run does
+    images = lambda split: data.Split(split.x[:256].reshape(-1, 8, 8, 1), split.y[:256])  # noqa: E731
+    ds = types.SimpleNamespace(input_shape=(8, 8, 1), num_classes=10, train=images(DIGITS.train),
+                               val=images(DIGITS.val))
+    hp = models.get("cnn").hparams(**SMALL["cnn"], augment="flip_shift")
+    first, second = [train.fit(lambda: models.get("cnn").build(hp, ds), ds, train.TrainHParams(), epochs=1, seed=3,
+                               monitor="val_accuracy").history for _ in range(2)]
+    assert first == second  # the draws of the random layers are seeded too (the layer test above shows they vary)
+
+
+# === Perceptron ===
+
+# Scores of three examples over three classes, and their labels. The third has only negative scores: the hinge
+# must compare with the best wrong class (-1.5), not with 0.
+SCORES = np.array([[2.0, 1.0, -1.0], [0.5, 1.5, 1.0], [-1.5, -2.0, -5.0]], dtype="float32")
+LABELS = np.array([0, 2, 1])
+
+
+@pytest.mark.parametrize("kind, margin, per_example", [
+    # max(0, margin + max_{j != y} s_j - s_y): 1 + 1 - 2, 1 + 1.5 - 1, 1 - 1.5 + 2
+    ("crammer_singer", 1.0, [0.0, 1.5, 1.5]),
+    # sum_{j != y} max(0, margin + s_j - s_y): (0 + 0), (0.5 + 1.5), (1.5 + 0)
+    ("weston_watkins", 1.0, [0.0, 2.0, 1.5]),
+    # the perceptron criterion: max(0, max_{j != y} s_j - s_y)
+    ("crammer_singer", 0.0, [0.0, 0.5, 0.5]),
+])
+def test_multiclass_hinge_matches_hand_computation(kind, margin, per_example):
+    from dlbench.models.losses import MulticlassHinge, multiclass_hinge
+
+    np.testing.assert_allclose(np.asarray(multiclass_hinge(LABELS, SCORES, margin, kind)), per_example, rtol=1e-6)
+    loss = MulticlassHinge(margin=margin, kind=kind)
+    assert float(loss(LABELS.reshape(-1, 1).astype("float32"), SCORES)) == pytest.approx(np.mean(per_example))
+
+
+def test_perceptron_compiles_with_its_hinge_and_reports_accuracy():
+    entry = models.get("perceptron")
+    hp = entry.hparams()
+    model = entry.build(hp, _info((3,), classes=3))
+    model.get_layer("head").set_weights([np.eye(3, dtype="float32"), np.zeros(3, dtype="float32")])  # scores = x
+    model.compile(loss=entry.loss(hp), metrics=["accuracy"])
+    scores = model.evaluate(SCORES, LABELS, verbose=0, return_dict=True)
+    assert scores["loss"] == pytest.approx(1.0)  # the Crammer-Singer mean above
+    assert scores["accuracy"] == pytest.approx(1 / 3)  # argmax 0, 1, 0 against 0, 2, 1
+    assert models.get("logistic").loss(models.get("logistic").hparams()) is None  # cross-entropy, the default
+
+
+def test_perceptron_trains_through_the_trainer_on_integer_labels():
+    from dlbench import train
+
+    entry = models.get("perceptron")
+    hp = entry.hparams(hinge="weston_watkins")
+    result = train.fit(lambda: entry.build(hp, DIGITS), DIGITS, train.TrainHParams(learning_rate=0.01), epochs=2,
+                       seed=0, monitor="val_accuracy", loss=entry.loss(hp))
+    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert result.history["loss"][1] < result.history["loss"][0]
+    assert result.best_value > 0.8  # chance is 0.1; a linear classifier reaches about 0.94 here
+
+
+# === keras.applications ===
+
+
+@pytest.mark.parametrize("name, minimum", [("resnet50", 32), ("mobilenet_v2", 32), ("inception_v3", 75)])
+def test_applications_refuse_small_images_naming_the_minimum_and_the_option(name, minimum):
+    entry = models.get(name)
+    assert "keras.applications original" in entry.description
+    with pytest.raises(ValueError, match=f"at least {minimum}x{minimum} pixels; got 8x8.*`image_size`"):
+        _build(name, (8, 8, 1))
+    assert entry.accepts((minimum, minimum, 3)) is None
+    assert "image_size" in entry.accepts((minimum - 1, minimum - 1, 3))
+
+
+@pytest.mark.parametrize("name, shape", [("resnet50", (32, 32, 3)), ("mobilenet_v2", (32, 32, 3)),
+                                         ("inception_v3", (75, 75, 3))])
+def test_applications_build_for_the_data(name, shape):
+    model = _build(name, shape)
+    assert model.input_shape == (None, *shape)
+    assert model.output_shape == (None, 10)
+
+
+def test_registry_descriptions_say_which_models_are_dlbench_builders():
+    ours = [n for n in models.names() if "scalable dlbench builder" in models.get(n).description]
+    originals = [n for n in models.names() if "keras.applications original" in models.get(n).description]
+    assert ours == ["cnn", "inception", "logistic", "mobilenet", "perceptron", "resnet", "vgg"]
+    assert originals == ["inception_v3", "mobilenet_v2", "resnet50"]
+
+
+# === Cost ===
+
+
+def test_flops_of_a_tiny_dense_model():
+    import keras
+
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(3)(inputs)))
+    assert cost.flops_per_example(model) == 2 * (5 * 3 + 3 * 2)
+    seq_in = keras.Input((4, 5))  # a Dense on a sequence applies once per position
+    assert cost.flops_per_example(keras.Model(seq_in, keras.layers.Dense(3)(seq_in))) == 2 * 4 * 5 * 3
+
+
+def test_flops_of_a_tiny_conv_model_and_of_a_nested_one():
+    import keras
+
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(4, 3)(inputs)  # valid: 4x4 positions x 3*3*2*4
+    x = keras.layers.BatchNormalization()(x)  # 4*4*4 elements
+    x = keras.layers.Conv2D(2, 3, strides=2, padding="same")(x)  # 2x2 positions x 3*3*4*2
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)  # 2x2 positions x 3*3*2
+    x = keras.layers.MaxPooling2D()(x)  # not counted
+    outputs = keras.layers.Dense(3)(keras.layers.Flatten()(x))  # 2 inputs x 3
+    model = keras.Model(inputs, outputs)
+    macs = 16 * 72 + 64 + 4 * 72 + 4 * 18 + 2 * 3
+    assert cost.flops_per_example(model) == 2 * macs
+    nested = keras.Sequential([keras.Input((6, 6, 2)), model])
+    assert cost.flops_per_example(nested) == 2 * macs
+
+
+def test_flops_of_a_builder():
+    # cnn on 8x8x1: conv 8*8 positions x 3*3*1*4, conv 4*4 x 3*3*4*8 (after pooling), dense 32*8, head 8*10
+    model = _build("cnn", (8, 8, 1), **SMALL["cnn"])
+    assert cost.flops_per_example(model) == 2 * (64 * 36 + 16 * 288 + 256 + 80)

@@ -26,8 +26,10 @@ def _run(capsys, tmp_path, text: str, *extra: str) -> tuple[int, str]:
     "change, field, words",
     [
         (("pruner = \"none\"", "pruner = \"none\"\ncolour = \"red\""), "colour", "unknown key; allowed keys here"),
-        (("name = \"spirals\"", "name = \"nosuchdata\""), "dataset", "known datasets: digits, spirals"),
-        (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: autoencoder, mlp"),
+        (("name = \"spirals\"", "name = \"nosuchdata\""), "dataset",
+         "known datasets: cifar10, digits, fashion_mnist, mnist, mnist1d, mnist5k, spirals"),
+        (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: autoencoder, cnn, inception"),
+        (("model = \"mlp\"", "model = \"cnn\""), "dataset", "cnn needs images (height, width, channels) or sequences"),
         (("[arms.relu]\nactivation = \"relu\"", "[arms.relu]"), "arms.relu", "empty arm"),
         (("[arms.relu]", "[arms.tanh]"), "arms.tanh", "declared twice"),
         (("low = 1e-3, high = 1e-1", "low = 1e-1, high = 1e-3"), "search.learning_rate", "low (0.1) > high (0.001)"),
@@ -44,6 +46,11 @@ def _run(capsys, tmp_path, text: str, *extra: str) -> tuple[int, str]:
         (("seeds = 2", "seeds = \"two\""), "seeds", "must be an integer"),
         (("n = 300", "n = 300, shape = \"ring\""), "dataset.shape", "unknown option of dataset 'spirals'"),
         (("depth = 1", "depth = { low = 1.5, high = 3 }"), "fixed.depth", "move searched ranges"),
+        # An arm may train its own model; the shared sections must then suit every arm's model.
+        (("[arms.relu]", "[arms.relu]\nmodel = \"nosuch\""), "arms.relu.model", "known models: autoencoder"),
+        (("[arms.relu]", "[arms.relu]\nmodel = 3"), "arms.relu.model", "registry name"),
+        (("[arms.relu]\nactivation = \"relu\"", "[arms.relu]\nmodel = \"logistic\""), "fixed.depth",
+         "model 'logistic' and the trainer take no parameter 'depth'"),
     ],
 )
 def test_invalid_spec_exits_2_naming_file_and_field(capsys, tmp_path, change, field, words):
@@ -200,3 +207,14 @@ def test_a_subset_of_arms_keeps_only_their_reference_values(tmp_path):
     exp = spec.with_overrides(spaces.load(ROOT / "experiments" / "linear_ae_vs_pca.toml"), arms=["k2", "k8"])
     assert sorted(exp.reference.results) == ["k2", "k8"] and exp.reference.tolerance == 0.05
     assert spec.parse(spec.to_raw(exp)).arm_names == ("k2", "k8")
+
+
+def test_arms_may_train_different_models(tmp_path):
+    text = GOOD.replace("[fixed]\ndepth = 1\nwidth = 16\n", "[fixed]\n").replace(
+        "[arms.tanh]\nactivation = \"tanh\"", "[arms.tanh]\nactivation = \"tanh\"\ndepth = 1").replace(
+        "[arms.relu]\nactivation = \"relu\"", "[arms.relu]\nmodel = \"logistic\"")
+    exp = spaces.load(write_spec(tmp_path, text))
+    assert [exp.model_for(a) for a in exp.arms] == ["mlp", "logistic"]
+    assert spec.parse(spec.to_raw(exp), exp.path) == exp  # the per-arm model survives storing the spec
+    single = spaces.load(SPECS / "tiny.toml")
+    assert exp.spec_hash != single.spec_hash

@@ -56,6 +56,20 @@ def test_too_few_repeats_and_zero_variance():
     assert z.p_welch == 1.0 and "zero variance" in z.note
 
 
+def test_one_arm_with_identical_values_is_tested_without_warnings():
+    # Every seed of an arm can score the same test accuracy (a float32 value); Welch's test is still defined.
+    import warnings
+
+    base = [0.97, 0.99, 0.9766]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = stats.compare([0.9666666388511658] * 3, base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = st.ttest_ind([0.9666666388511658] * 3, base, equal_var=False).pvalue
+    assert c.p_welch == pytest.approx(expected)
+
+
 def test_holm_adjusts_in_original_order():
     assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     out = stats.holm([0.02, math.nan, 0.5])

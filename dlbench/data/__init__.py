@@ -6,10 +6,10 @@ import dataclasses
 import functools
 from typing import Any, Callable, Mapping
 
-from dlbench.data import digits, spirals
-from dlbench.data._common import DatasetInfo, Split, TASK_METRICS
+from dlbench.data import digits, keras_datasets, mnist5k, mnist_1d, spirals
+from dlbench.data._common import DatasetInfo, DatasetUnavailable, Split, TASK_METRICS
 
-__all__ = ["DatasetInfo", "Split", "Entry", "get", "names", "load", "TASK_METRICS"]
+__all__ = ["DatasetInfo", "DatasetUnavailable", "Split", "Entry", "get", "names", "load", "TASK_METRICS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,12 @@ def _register(name: str, load: Callable, options: type, description: str) -> Non
 
 _register("digits", digits.load, digits.Options, digits.DESCRIPTION)
 _register("spirals", spirals.load, spirals.Options, spirals.DESCRIPTION)
+_register("mnist5k", mnist5k.load, mnist5k.Options, mnist5k.DESCRIPTION)
+_register("mnist1d", mnist_1d.load, mnist_1d.Options, mnist_1d.DESCRIPTION)
+_register("mnist", keras_datasets.load_mnist, keras_datasets.Options, keras_datasets.DESCRIPTIONS["mnist"])
+_register("fashion_mnist", keras_datasets.load_fashion_mnist, keras_datasets.Options,
+          keras_datasets.DESCRIPTIONS["fashion_mnist"])
+_register("cifar10", keras_datasets.load_cifar10, keras_datasets.Options, keras_datasets.DESCRIPTIONS["cifar10"])
 
 
 def names() -> list[str]:
@@ -50,6 +56,11 @@ def _load_cached(name: str, options: Any) -> DatasetInfo:
 
 
 def load(name: str, options: Mapping[str, Any] | None = None) -> DatasetInfo:
-    """Load a dataset by registry name with its options (a mapping of the Options dataclass fields)."""
+    """Load a dataset by registry name with its options (a mapping of the Options dataclass fields).
+
+    Raises:
+        ValueError: options that conflict or that the data cannot satisfy.
+        DatasetUnavailable: the dataset's files are not on this machine and cannot be downloaded.
+    """
     entry = get(name)
     return _load_cached(name, entry.options(**dict(options or {})))

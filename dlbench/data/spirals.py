@@ -10,7 +10,7 @@ import pydantic
 
 from dlbench.data._common import CommonOptions, DatasetInfo, labeled, split
 
-DESCRIPTION = "K interleaved noisy 2-D spirals generated from a seed (synthetic, instant; for smoke tests)"
+DESCRIPTION = "K interleaved noisy 2-D spirals generated from a seed (synthetic, instant, offline; for smoke tests)"
 
 
 @dataclasses.dataclass(frozen=True)

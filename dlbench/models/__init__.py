@@ -1,11 +1,11 @@
-"""Registry of model builders: name -> (build function, HParams dataclass, description, task, loss)."""
+"""Registry of model builders: name -> (build function, HParams dataclass, description, task, loss, accepts)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable
 
-from dlbench.models import autoencoder, mlp
+from dlbench.models import applications, autoencoder, cnn, inception, linear, mlp, mobilenet, resnet, vgg
 
 __all__ = ["Entry", "get", "names"]
 
@@ -19,8 +19,12 @@ class Entry:
     # What the model is trained to do (a key of data.TASK_METRICS): "classification" (targets are the labels) or
     # "reconstruction" (targets are the inputs). It fixes the metrics a spec may name.
     task: str = "classification"
-    # The Keras loss for a model's hyperparameters; None: the task's default (train.TASKS).
-    loss: Callable[[Any], str | None] = lambda hp: None
+    # The Keras loss for a model's hyperparameters (a name or a keras.losses.Loss); None: the task's default
+    # (train.TASKS).
+    loss: Callable[[Any], Any] = lambda hp: None
+    # Why the model cannot take a dataset's inputs of this shape (naming the dataset option that fixes it), or
+    # None when it can; checked with the spec, before anything runs.
+    accepts: Callable[[tuple[int, ...]], str | None] = lambda input_shape: None
 
 
 _MODELS: dict[str, Entry] = {}
@@ -35,6 +39,20 @@ def _register(entry: Entry) -> None:
 _register(Entry("mlp", mlp.build, mlp.HParams, mlp.DESCRIPTION))
 _register(Entry("autoencoder", autoencoder.build, autoencoder.HParams, autoencoder.DESCRIPTION,
                 task="reconstruction", loss=lambda hp: hp.loss))
+_register(Entry("logistic", linear.build_logistic, linear.LogisticHParams, linear.LOGISTIC_DESCRIPTION))
+_register(Entry("perceptron", linear.build_perceptron, linear.PerceptronHParams, linear.PERCEPTRON_DESCRIPTION,
+                loss=linear.perceptron_loss))
+_register(Entry("cnn", cnn.build, cnn.HParams, cnn.DESCRIPTION, accepts=cnn.accepts))
+_register(Entry("vgg", vgg.build, vgg.HParams, vgg.DESCRIPTION, accepts=vgg.accepts))
+_register(Entry("resnet", resnet.build, resnet.HParams, resnet.DESCRIPTION, accepts=resnet.accepts))
+_register(Entry("mobilenet", mobilenet.build, mobilenet.HParams, mobilenet.DESCRIPTION, accepts=mobilenet.accepts))
+_register(Entry("inception", inception.build, inception.HParams, inception.DESCRIPTION, accepts=inception.accepts))
+_register(Entry("resnet50", applications.build_resnet50, applications.ResNet50HParams,
+                applications.RESNET50_DESCRIPTION, accepts=applications.accepts_resnet50))
+_register(Entry("mobilenet_v2", applications.build_mobilenet_v2, applications.MobileNetV2HParams,
+                applications.MOBILENET_V2_DESCRIPTION, accepts=applications.accepts_mobilenet_v2))
+_register(Entry("inception_v3", applications.build_inception_v3, applications.InceptionV3HParams,
+                applications.INCEPTION_V3_DESCRIPTION, accepts=applications.accepts_inception_v3))
 
 
 def names() -> list[str]:

@@ -1,8 +1,12 @@
-"""Shared building blocks (initializers, activations, dense blocks), written with keras.layers and keras.ops only."""
+"""Shared building blocks (initializers, activations, conv and dense blocks, pooling, input augmentation, the
+catalogue switches of the convolutional families), written with keras.layers and keras.ops only."""
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+from typing import Annotated, Literal
+
+import pydantic
 
 Activation = Literal["relu", "sigmoid", "tanh", "elu", "leaky_relu", "linear"]
 # glorot_* and he_* are the modern scaled inits; the rest are the plain pre-2010 settings:
@@ -16,13 +20,39 @@ def initializer(name: str, seed: int | None = None):
     import keras
 
     if name == "standard_uniform":
-        # VarianceScaling uniform limit is sqrt(3 * scale / fan_in); scale = 1/3 gives 1/sqrt(fan_in).
-        return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seed)
+        scale, mode, distribution = _VARIANCE_SCALING[name]
+        return keras.initializers.VarianceScaling(scale=scale, mode=mode, distribution=distribution, seed=seed)
     if name == "small_uniform":
         return keras.initializers.RandomUniform(-0.05, 0.05, seed=seed)
     if name == "small_normal":
         return keras.initializers.RandomNormal(stddev=0.01, seed=seed)
     return keras.initializers.get({"class_name": name, "config": {"seed": seed}})
+
+
+# (scale, mode) of Keras's variance-scaling initializers, and the distribution each draws from.
+_VARIANCE_SCALING = {"glorot_uniform": (1.0, "fan_avg", "uniform"), "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+                     "he_normal": (2.0, "fan_in", "truncated_normal"), "he_uniform": (2.0, "fan_in", "uniform"),
+                     "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+                     # uniform limit sqrt(3 * scale / fan_in); scale 1/3 gives the classic 1/sqrt(fan_in)
+                     "standard_uniform": (1.0 / 3.0, "fan_in", "uniform")}
+
+
+def depthwise_initializer(name: str, channels: int, seed: int | None = None):
+    """`initializer(name)` for a depthwise kernel (kh, kw, channels, 1), scaled to its true fan-in kh * kw.
+
+    Keras computes the fans of that shape as if every channel fed every output (fan_in = kh * kw * channels), so
+    a He or Glorot init comes out sqrt(channels) too small per layer. Through a dozen depthwise layers the signal
+    shrinks by orders of magnitude; batch norm hides it while training (batch statistics) but its moving variance,
+    which starts at 1, then lags far behind and inference collapses: MobileNet on digits reached 0.10 validation
+    accuracy at training loss 0.01 before this correction.
+    """
+    import keras
+
+    if name not in _VARIANCE_SCALING:  # absolute inits (small_uniform, ...) do not depend on the fans
+        return initializer(name, seed)
+    scale, mode, distribution = _VARIANCE_SCALING[name]
+    factor = {"fan_in": channels, "fan_out": 1.0, "fan_avg": (channels + 1) / 2}[mode]
+    return keras.initializers.VarianceScaling(scale=scale * factor, mode=mode, distribution=distribution, seed=seed)
 
 
 def activation(name: str, layer_name: str | None = None):
@@ -31,3 +61,190 @@ def activation(name: str, layer_name: str | None = None):
     if name == "leaky_relu":
         return keras.layers.LeakyReLU(negative_slope=0.01, name=layer_name)
     return keras.layers.Activation(name, name=layer_name)
+
+
+# === Convolutional families ===
+
+Pooling = Literal["max", "average", "none"]  # "none": downsample with a stride-2 convolution instead
+GlobalPooling = Literal["flatten", "global_average", "global_max"]
+# Training-time input augmentation for images: horizontal flips, random shifts of up to 1/8 of the height and
+# width (4 pixels of a 32x32 image, whole pixels, zero fill), or both.
+Augment = Literal["none", "flip", "shift", "flip_shift"]
+SHIFT = 0.125
+
+
+@dataclasses.dataclass(frozen=True)
+class Switches:
+    """The catalogue switches every convolutional builder takes; a family may override a default (ResNet's
+    batch_norm is on). They apply to every conv block and hidden dense layer of the network (`conv_block`)."""
+
+    activation: Activation = "relu"
+    batch_norm: bool = False  # BN after each convolution (the convolution then has no bias)
+    dropout: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.0  # after each block's activation
+    init: Initializer = "he_normal"
+    augment: Augment = "none"  # images only; active only while training
+
+
+def spatial_rank(input_shape: tuple[int, ...]) -> int:
+    """1 for sequences (length, channels), 2 for images (height, width, channels)."""
+    return len(input_shape) - 1
+
+
+def needs_images(input_shape: tuple[int, ...], model: str, min_size: int = 1) -> str | None:
+    """Why `model` cannot take inputs of `input_shape` (it needs (height, width, channels) images of at least
+    `min_size` pixels a side), or None when it can. The message names the dataset option that fixes it."""
+    if len(input_shape) != 3:
+        return (f"{model} needs images of shape (height, width, channels); got inputs of shape {tuple(input_shape)}: "
+                "use a dataset of images (digits: set the dataset option shape = \"image\")")
+    if min(input_shape[:2]) < min_size:
+        return (f"{model} needs images of at least {min_size}x{min_size} pixels; got {input_shape[0]}x{input_shape[1]} "
+                f"(input shape {tuple(input_shape)}): set the dataset option `image_size` (e.g. image_size = "
+                f"{min_size}) to resize them")
+    return None
+
+
+def check_input(message: str | None) -> None:
+    """Raise the ValueError of an `accepts` check at build time (spec checks report it before anything runs)."""
+    if message is not None:
+        raise ValueError(message)
+
+
+def augmentation(kind: str, rank: int, name: str = "augment"):
+    """The input augmentation layer: the identity for "none", else RandomFlip / RandomTranslation, which are
+    active only while training (at inference the model sees the images unchanged).
+
+    Their seeds come from the global seed (`keras.utils.set_random_seed`, which `train.fit` calls before
+    building), so a run seed fixes the augmentation draws too. A layer named `name` is always present, so arms
+    that differ only in augmentation have the same layer names.
+    """
+    import keras
+
+    if kind == "none":
+        return keras.layers.Identity(name=name)
+    if rank != 2:
+        raise ValueError(f"augment = {kind!r} flips and shifts images (height, width, channels); these inputs are "
+                         "sequences: use augment = \"none\"")
+    steps = []
+    if kind in ("flip", "flip_shift"):
+        steps.append(keras.layers.RandomFlip("horizontal", name=f"{name}_flip"))
+    if kind in ("shift", "flip_shift"):
+        # Nearest-pixel shifts with zero fill: the pad-and-crop augmentation of CIFAR ResNets, without blurring.
+        steps.append(keras.layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant", fill_value=0.0,
+                                                    interpolation="nearest", name=f"{name}_shift"))
+    if not steps:
+        raise ValueError(f"`augment` must be one of none, flip, shift, flip_shift. Received augment={kind}")
+    return keras.Sequential(steps, name=name)
+
+
+def _conv_class(rank: int, depthwise: bool = False):
+    import keras
+
+    table = {(1, False): keras.layers.Conv1D, (2, False): keras.layers.Conv2D,
+             (1, True): keras.layers.DepthwiseConv1D, (2, True): keras.layers.DepthwiseConv2D}
+    if (rank, depthwise) not in table:
+        raise ValueError(f"convolutions over {rank} spatial dimensions are not supported (inputs must be "
+                         "(length, channels) or (height, width, channels))")
+    return table[rank, depthwise]
+
+
+def conv_block(x, filters: int, kernel_size: int, sw: Switches, name: str, *, strides: int = 1,
+               depthwise: bool = False, activate: bool = True):
+    """conv -> batch norm (sw.batch_norm) -> activation -> dropout: the convolution block of every builder.
+
+    Layers are named `<name>_conv` (`<name>_dwconv` when depthwise), `<name>_bn`, `<name>_act`, `<name>_dropout`.
+    The Dropout layer is always present (rate 0.0 is the identity), so dropout arms have the same graph.
+
+    Args:
+        x: the input tensor, (batch, length, channels) or (batch, height, width, channels); its rank picks
+            Conv1D or Conv2D.
+        filters: output channels (ignored when depthwise: a depthwise convolution keeps the channels).
+        kernel_size: odd kernel side; padding is "same", so only the stride changes the spatial size.
+        sw: the catalogue switches (activation, batch_norm, dropout, init).
+        name: prefix of the layer names.
+        strides: 2 downsamples (pooling = "none", ResNet stage transitions).
+        depthwise: a depthwise convolution (one kernel per channel; MobileNet).
+        activate: False stops after batch norm (ResNet's second convolution, whose activation follows the Add).
+    """
+    import keras
+
+    conv_cls = _conv_class(len(x.shape) - 2, depthwise)
+    common = dict(strides=strides, padding="same", use_bias=not sw.batch_norm)
+    if depthwise:
+        x = conv_cls(kernel_size, depthwise_initializer=depthwise_initializer(sw.init, x.shape[-1]),
+                     name=f"{name}_dwconv", **common)(x)
+    else:
+        x = conv_cls(filters, kernel_size, kernel_initializer=initializer(sw.init), name=f"{name}_conv", **common)(x)
+    if sw.batch_norm:
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    if activate:
+        x = activation(sw.activation, f"{name}_act")(x)
+        x = keras.layers.Dropout(sw.dropout, name=f"{name}_dropout")(x)
+    return x
+
+
+def conv_stage(x, filters: int, convs: int, kernel_size: int, pooling: str, sw: Switches, name: str):
+    """`convs` conv blocks then a 2x downsampling: pooling, or with pooling = "none" a stride 2 on the last conv.
+
+    Layers: `<name>_<i>_conv` ... for i < convs (see `conv_block`), then `<name>_pool` unless pooling = "none".
+    """
+    for i in range(convs):
+        strided = pooling == "none" and i == convs - 1
+        x = conv_block(x, filters, kernel_size, sw, f"{name}_{i}", strides=2 if strided else 1)
+    return x if pooling == "none" else pool(x, pooling, f"{name}_pool")
+
+
+def dense_block(x, units: int, sw: Switches, name: str):
+    """Dense -> batch norm (sw.batch_norm) -> activation -> dropout, named like `conv_block` (`<name>_dense`, ...)."""
+    import keras
+
+    x = keras.layers.Dense(units, use_bias=not sw.batch_norm, kernel_initializer=initializer(sw.init),
+                           name=f"{name}_dense")(x)
+    if sw.batch_norm:
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = activation(sw.activation, f"{name}_act")(x)
+    return keras.layers.Dropout(sw.dropout, name=f"{name}_dropout")(x)
+
+
+def pool(x, kind: str, name: str, size: int = 2):
+    """Max or average pooling with stride `size` and "same" padding (a side of n becomes ceil(n / size), never 0,
+    so deep stacks still build on small images)."""
+    import keras
+
+    rank = len(x.shape) - 2
+    table = {("max", 1): keras.layers.MaxPooling1D, ("max", 2): keras.layers.MaxPooling2D,
+             ("average", 1): keras.layers.AveragePooling1D, ("average", 2): keras.layers.AveragePooling2D}
+    if (kind, rank) not in table:
+        raise ValueError(f"`pooling` must be one of max, average (or none: strided convolutions). Received "
+                         f"pooling={kind}")
+    return table[kind, rank](size, padding="same", name=name)(x)
+
+
+def global_pool(x, kind: str, name: str = "global_pool"):
+    """Feature maps to a vector: "flatten" (keeps the positions; LeNet, VGG), "global_average" or "global_max"."""
+    import keras
+
+    rank = len(x.shape) - 2
+    if kind == "flatten":
+        return keras.layers.Flatten(name=name)(x)
+    table = {("global_average", 1): keras.layers.GlobalAveragePooling1D,
+             ("global_average", 2): keras.layers.GlobalAveragePooling2D,
+             ("global_max", 1): keras.layers.GlobalMaxPooling1D, ("global_max", 2): keras.layers.GlobalMaxPooling2D}
+    if (kind, rank) not in table:
+        raise ValueError(f"`global_pooling` must be one of flatten, global_average, global_max. Received "
+                         f"global_pooling={kind}")
+    return table[kind, rank](name=name)(x)
+
+
+def classifier(x, num_classes: int, sw: Switches, name: str = "head"):
+    """The softmax output layer of every classifier."""
+    import keras
+
+    return keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=initializer(sw.init), name=name)(x)
+
+
+def model_input(info, sw: Switches):
+    """The model's input and its augmentation layer: (inputs, augmented)."""
+    import keras
+
+    inputs = keras.Input(shape=tuple(info.input_shape), name="inputs")
+    return inputs, augmentation(sw.augment, spatial_rank(tuple(info.input_shape)))(inputs)
