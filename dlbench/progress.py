@@ -57,6 +57,9 @@ def quiet_libraries() -> None:
     """Our progress and summary are the output; the libraries' INFO chatter is not (call at process start)."""
     # Level 3 also hides TensorFlow's C++ "NodeDef mentions attribute ..." lines printed at every fit.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # With a tracking server MLflow prints "View run ... at: URL" for every run it ends, one line per trial;
+    # `dlbench run` prints the link to the experiment once, at the end.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if "optuna" in sys.modules:  # optuna resets its logger's level when it is imported
         sys.modules["optuna"].logging.set_verbosity(logging.WARNING)
     for name, level in (("optuna", logging.WARNING), ("mlflow", logging.WARNING), ("alembic", logging.WARNING),

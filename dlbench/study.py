@@ -59,7 +59,15 @@ def open_storage(url: str):
     docs advise against SQLite for parallel workers). Across machines, pass a PostgreSQL URL.
     """
     if "://" in url:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        # Workers started together on a new database would race to create Optuna's tables (PostgreSQL: duplicate
+        # enum types); creating them under the claim lock serialises that.
+        try:
+            with claim_lock(url):
+                return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except ModuleNotFoundError as e:  # the database driver SQLAlchemy needs for this URL
+            extra = " (`pip install 'dlbench[postgres]'`, psycopg2-binary)" if "postgres" in url else ""
+            raise SpecError("command line", "--storage", f"{url.split('://')[0]} storage needs the Python driver "
+                            f"{e.name!r}, which is not installed: install it{extra}") from e
     path = Path(url)
     if path.suffix not in (".log", ".journal"):
         path.mkdir(parents=True, exist_ok=True)
@@ -71,12 +79,16 @@ def open_storage(url: str):
     return optuna.storages.JournalStorage(backend)
 
 
-def claim_lock(url: str) -> filelock.FileLock:
-    """The lock under which workers on this machine claim trials and repeats (so the budget is never overshot).
+def claim_lock(url: str):
+    """The lock under which workers claim trials, seed repeats and arm runs, so the budget is never overshot and no
+    seed or arm run is taken twice. A context manager, reentrant.
 
-    Workers on other machines sharing a PostgreSQL storage do not see it; there, at most one extra trial per
-    worker can start when the budget is reached at the same moment.
+    With a PostgreSQL storage, a PostgreSQL advisory lock in that database (`AdvisoryLock`): every worker that
+    shares the storage, on any machine, is excluded. With a journal folder (one machine), a file lock beside it.
+    Other database URLs (MySQL, SQLite) get a file lock in $TMPDIR, which excludes the workers of this machine only.
     """
+    if url.startswith(("postgresql://", "postgresql+", "postgres://")):
+        return AdvisoryLock(url, "dlbench claim")
     if "://" in url:
         name = hashlib.sha256(url.encode()).hexdigest()[:16]
         return filelock.FileLock(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"dlbench-{name}.lock"))
@@ -84,6 +96,49 @@ def claim_lock(url: str) -> filelock.FileLock:
     folder = path if path.suffix not in (".log", ".journal") else path.parent
     folder.mkdir(parents=True, exist_ok=True)
     return filelock.FileLock(str(folder / ".dlbench-claim.lock"))
+
+
+class AdvisoryLock:
+    """A PostgreSQL session-level advisory lock (`pg_advisory_lock`) as a reentrant context manager.
+
+    It is held on a connection of its own for as long as the outermost `with` lasts, and PostgreSQL releases it
+    when that connection closes, so a worker that dies while holding it blocks nobody. Claims are short (a few
+    queries), so one lock per database serves every experiment in it.
+    """
+
+    def __init__(self, url: str, name: str):
+        self.url = url
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self._engine = None
+        self._conn = None
+        self._depth = 0
+
+    def __enter__(self) -> "AdvisoryLock":
+        import sqlalchemy
+
+        if self._depth == 0:
+            if self._engine is None:
+                self._engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+            self._conn = self._engine.connect()
+            try:
+                self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
+            except BaseException:
+                self._conn.close()
+                self._conn = None
+                raise
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import sqlalchemy
+
+        self._depth -= 1
+        if self._depth == 0:
+            conn, self._conn = self._conn, None
+            try:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            finally:
+                conn.close()
 
 
 def study_name(exp: Experiment, arm: str) -> str:
