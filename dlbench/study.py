@@ -346,13 +346,15 @@ class Worker:
             result = train.fit(self._builder(params, seed, run_id), self.data, params.train,
                                epochs=exp.budget.epochs, seed=seed, monitor=exp.metric,
                                hooks=[self.tracker.epoch_logger(run_id), report], **self._objective(params))
+            # The MLflow run ends before the Optuna trial: another worker's `_fail_stale` fails MLflow runs still
+            # RUNNING whose trial is finished, so the other order races with it (a finished trial, a FAILED run).
             self.tracker.log_metrics(run_id, result.metrics(exp.metric))
-            study.tell(trial, result.best_value)
             self.tracker.end_run(run_id, T.STATE_COMPLETE)
+            study.tell(trial, result.best_value)
         except optuna.TrialPruned as e:
-            study.tell(trial, state=TrialState.PRUNED)
             self.tracker.set_tags(run_id, {"dlbench.pruned_at": str(e)})
             self.tracker.end_run(run_id, T.STATE_PRUNED)
+            study.tell(trial, state=TrialState.PRUNED)
         except train.Diverged as e:
             self._fail(study, trial, run_id, f"{DIVERGED}: non-finite loss at epoch {e.epoch + 1}")
         except KeyboardInterrupt:
@@ -364,9 +366,9 @@ class Worker:
 
     def _fail(self, study, trial, run_id: str | None, reason: str) -> None:
         trial.set_user_attr(A_REASON, reason[:2000])
-        study.tell(trial, state=TrialState.FAIL)
-        if run_id:
+        if run_id:  # the run first, as in `_run_trial`
             self.tracker.end_run(run_id, T.STATE_FAIL, reason)
+        study.tell(trial, state=TrialState.FAIL)
 
     # --- seed repeats ---
 
