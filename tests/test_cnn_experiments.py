@@ -39,4 +39,6 @@ def test_cnn_experiment_runs_quick_and_logs_model_cost(name, stores):
     if name == "separable_conv":
         assert params["separable"] < params["standard"] / 3 and flops["separable"] < flops["standard"] / 3
     if name == "residual_vs_plain":  # the same layers; residual adds only the two 1x1 projection shortcuts (+ BN)
-        assert params["residual"] - params["plain"] == (16 * 32 + 4 * 32) + (32 * 64 + 4 * 64)
+        for depth in (20, 32):
+            assert params[f"residual_{depth}"] - params[f"plain_{depth}"] == (16 * 32 + 4 * 32) + (32 * 64 + 4 * 64)
+        assert params["plain_20"] < params["plain_32"]

@@ -85,13 +85,13 @@ def _arm(report: dict, name: str) -> dict:
     return next(a for a in report["arms"] if a["arm"] == name)
 
 
-def test_residual_shortcuts_rescue_a_32_layer_cnn(tmp_path):
-    # He et al. 2016: a deep plain net trains worse than the same net with shortcuts. Measured (ResNet-32 layout on
-    # 8x8 digit images, SGD + momentum, 15 epochs): plain 0.776 +- 0.041 test accuracy with training loss still
-    # 0.09-0.20, residual 0.967 +- 0.006 with training loss 0.0004; Holm p = 0.014.
+def test_a_32_layer_plain_cnn_degrades_and_shortcuts_rescue_it(tmp_path):
+    # He et al. 2016: plain-32 trains worse than plain-20; residual nets of both depths train well. Measured (8x8
+    # digit images, SGD + momentum, 15 epochs, 5 seeds): plain_32 0.871 +- 0.040 test accuracy with training loss
+    # still 0.06-0.17; plain_20 0.955 +- 0.023, residual_20 0.977 +- 0.006, residual_32 0.955 +- 0.022, each
+    # better than plain_32 (Holm p 0.011-0.012). Residual-32 did not beat residual-20, so that is not asserted.
     report = _reproduce(tmp_path, "residual_vs_plain.toml")
-    assert _verdicts(report) == {"residual": "better"}
-    assert min(_arm(report, "residual")["values"].values()) > max(_arm(report, "plain")["values"].values())
+    assert _verdicts(report) == {"plain_20": "better", "residual_20": "better", "residual_32": "better"}
 
 
 def test_separable_convolutions_cut_cost_about_8x_at_some_accuracy(tmp_path):
