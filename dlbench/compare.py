@@ -368,12 +368,12 @@ def _footer(report: Report) -> list[str]:
 
 
 def _cost(a: ArmResult) -> str:
-    parts = [f"{a.arm} ({a.model})" if a.model else a.arm, f"{a.params_count:,.0f} params"]
+    parts = [f"{a.params_count:,.0f} params"]
     if a.flops_per_example:
         parts.append(f"{_si(a.flops_per_example)}FLOPs/example")
     if a.examples_per_second:
         parts.append(f"{a.examples_per_second:,.0f} examples/s")
-    return " ".join(parts[:1]) + ": " + ", ".join(parts[1:])
+    return (f"{a.arm} ({a.model})" if a.model else a.arm) + ": " + ", ".join(parts)
 
 
 def _si(x: float) -> str:
