@@ -21,7 +21,7 @@ def populate(folder: str, trials: int, repeats: int, epochs: int = 30) -> tuple[
     import optuna
     from optuna.distributions import FloatDistribution
 
-    from dlbench import spaces, spec, study
+    from dlbench import spaces, spec, storage, study
     from dlbench import tracking as T
 
     path = write_spec(SEARCH_SPEC, folder, name="synthetic-scale", trials=trials, pruner="none")
@@ -29,7 +29,7 @@ def populate(folder: str, trials: int, repeats: int, epochs: int = 30) -> tuple[
     raw["arms"] = {"mlp": raw["arms"]["mlp"], "wide": {"init": "he_normal"}}
     exp = spec.parse(raw, path)
     storage_url, uri = f"{folder}/studies", f"sqlite:///{folder}/mlflow.db"
-    storage = study.open_storage(storage_url)
+    storage = storage.open_storage(storage_url)
     tracker = T.Tracker(uri, exp.name)
     tracker.store_spec(spec.to_raw(exp))
     rng = np.random.default_rng(0)

@@ -27,15 +27,15 @@ from dlbench.progress import quiet_libraries; quiet_libraries()
 import keras; mark("import keras + tensorflow")
 import optuna; mark("import optuna")
 import mlflow; mark("import mlflow")
-from dlbench import spaces, study, tracking, spec as S, data, models, train; mark("import dlbench modules")
+from dlbench import spaces, storage, study, tracking, spec as S, data, models, runtime, train; mark("import dlbench modules")
 exp = spaces.load("tests/specs/tiny.toml"); mark("parse + validate the spec")
 folder = sys.argv[2]
-storage = study.open_storage(folder + "/studies"); [study.open_study(exp, a.name, storage) for a in exp.arms]
+storage = storage.open_storage(folder + "/studies"); [study.open_study(exp, a.name, storage) for a in exp.arms]
 mark("create Optuna journal + studies")
 tracker = tracking.Tracker("sqlite:///" + folder + "/mlflow.db", exp.name); mark("create MLflow SQLite store")
 tracker.store_spec(S.to_raw(exp)); mark("store the spec")
 d = data.load(exp.dataset.name, exp.dataset.options); mark("load data")
-train.configure(deterministic=True); keras.utils.set_random_seed(0)
+runtime.set_determinism(True); keras.utils.set_random_seed(0)
 m = models.get(exp.model).build(models.get(exp.model).hparams(), d); mark("build model")
 m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 m.fit(d.train.x, d.train.y, epochs=1, verbose=0, validation_data=(d.val.x, d.val.y)); mark("compile + first epoch")

@@ -20,7 +20,12 @@ RUN_HELP = """\
 Tune every arm of the ablation with Optuna under the same budget, re-run each arm's best configuration with
 several seeds (seed s = same data order and initial-weight seed in every arm), and print the per-arm results.
 Everything is logged to MLflow (experiment = the spec's `name`). Re-running the same command resumes: finished
-trials are kept and count toward the budget; trials of a killed run are marked failed and replaced."""
+trials are kept and count toward the budget; a trial or seed repeat left running by a killed or interrupted run
+is taken over and continued from its last checkpoint (every `checkpoint_every` epochs, default 5).
+
+Environment: DLBENCH_STORAGE and MLFLOW_TRACKING_URI (the stores), DLBENCH_CHECKPOINTS (checkpoint folder),
+DLBENCH_STALE_AFTER (seconds without a heartbeat before another machine's worker counts as dead; default 600).
+Credentials in storage and tracking URLs are masked in everything dlbench prints."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=_positive, default=1,
                    help="worker processes on this machine sharing the studies (CPU threads are divided between "
                         "them); run the same command on other machines with a shared --storage to scale out")
+    r.add_argument("--gpus", default=None, metavar="all|0,1,3",
+                   help="place workers on these GPUs: one worker process per GPU (times --workers-per-gpu), each "
+                        "seeing only its GPU (CUDA_VISIBLE_DEVICES), with memory growth on so workers can share one")
+    r.add_argument("--workers-per-gpu", type=_positive, default=1, metavar="K",
+                   help="worker processes per GPU with --gpus (default 1)")
+    r.add_argument("--checkpoints", default=None, metavar="DIR",
+                   help="folder for training checkpoints (default: checkpoints/ beside the storage folder, or "
+                        "$DLBENCH_CHECKPOINTS); with workers on several machines, a folder they all share")
     r.add_argument("--storage", default=None, help="Optuna storage: a folder (journal file, default studies/) or "
                                                    "a database URL such as postgresql://user@host/db")
     r.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; "
@@ -113,17 +126,33 @@ def cmd_run(args) -> int:
                              name=f"{exp.name}-quick")
 
     from dlbench import study
+    from dlbench.spec import SpecError
+    from dlbench.storage import redact
 
+    placed: tuple[str, ...] = ()
+    if args.gpus is not None:
+        from dlbench import gpus
+
+        if args.workers != 1:
+            raise SpecError("command line", "--workers", "with --gpus the number of workers is GPUs x "
+                            "--workers-per-gpu; use --workers-per-gpu instead")
+        try:
+            placed = tuple(gpus.select(args.gpus, gpus.detect()))
+        except ValueError as e:
+            raise SpecError("command line", "--gpus", str(e)) from None
+    elif args.workers_per_gpu != 1:
+        raise SpecError("command line", "--workers-per-gpu", "only applies with --gpus")
     settings = study.Settings(storage=_storage(args.storage), tracking_uri=_tracking(args.tracking_uri),
-                              workers=args.workers, progress=False if args.no_progress else None)
+                              workers=args.workers, progress=False if args.no_progress else None, gpus=placed,
+                              workers_per_gpu=args.workers_per_gpu,
+                              checkpoints=args.checkpoints or os.environ.get("DLBENCH_CHECKPOINTS"))
     start = time.perf_counter()
     models_used = "+".join(sorted({exp.model_for(a) for a in exp.arms}))
     print(f"dlbench: {exp.name}: {len(exp.arms)} arms x ({exp.budget.trials} trials + {exp.seeds} seeds) x "
-          f"{exp.budget.epochs} epochs on {exp.dataset.name}/{models_used}; storage {settings.storage}, "
-          f"tracking {settings.tracking_uri}", file=sys.stderr, flush=True)
+          f"{exp.budget.epochs} epochs on {exp.dataset.name}/{models_used}; storage {redact(settings.storage)}, "
+          f"tracking {redact(settings.tracking_uri)}", file=sys.stderr, flush=True)
     study.run(exp, settings)
     from dlbench import compare
-    from dlbench.spec import SpecError
     from dlbench.tracking import ui_command
 
     try:
@@ -131,7 +160,7 @@ def cmd_run(args) -> int:
     except SpecError as e:  # nothing to compare: every trial or repeat failed
         print(f"dlbench: no comparison: {e.message}", file=sys.stderr)
     print(f"\nfinished in {time.perf_counter() - start:.0f} s. Compare the runs in the MLflow UI: "
-          f"{ui_command(settings.tracking_uri)}")
+          f"{redact(ui_command(settings.tracking_uri))}")
     return 0
 
 
@@ -186,7 +215,9 @@ def cmd_ui(args) -> int:
     from dlbench.tracking import serve_ui
 
     uri = _tracking(args.tracking_uri)
-    print(f"MLflow UI over {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it); experiments:", file=sys.stderr)
+    from dlbench.storage import redact
+
+    print(f"MLflow UI over {redact(uri)} at http://127.0.0.1:{args.port} (Ctrl-C stops it); experiments:", file=sys.stderr)
     try:
         return serve_ui(uri, args.port)
     except KeyboardInterrupt:
@@ -217,7 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, RunError):
             print(f"dlbench: {e}", file=sys.stderr)
             return 1
-        raise
+        # A traceback, with any credentials in URLs (an MLflow server's error names its URL) masked.
+        import traceback  # noqa: PLC0415
+
+        from dlbench.storage import redact  # noqa: PLC0415
+
+        sys.stderr.write(redact("".join(traceback.format_exception(e))))
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 from dlbench import spec, stats
 from dlbench import tracking as T
 from dlbench.spec import Experiment, SpecError
+from dlbench.storage import redact
 from dlbench.train import direction
 
 FORMATS = ("table", "md", "csv", "json")
@@ -116,7 +117,7 @@ def compared_metric(exp: Experiment) -> str:
 @functools.lru_cache(maxsize=4)
 def _storage(url: str):
     """One storage per URL and process: opening a journal replays the whole file (1,000 trials: ~0.1 s)."""
-    from dlbench.study import open_storage
+    from dlbench.storage import open_storage
 
     return open_storage(url)
 
@@ -146,16 +147,16 @@ def resolve(spec_or_name: str, tracking_uri: str) -> Experiment:
     name = exp.name if exp else spec_or_name
     stored = T.stored_spec(tracking_uri, name)
     if stored is not None:
-        ran = spec.parse(stored, f"{name} (as stored in {tracking_uri})")
+        ran = spec.parse(stored, f"{name} (as stored in {redact(tracking_uri)})")
         if exp is None or ran.spec_hash == exp.spec_hash:
             return ran
     if exp is not None:
         if stored is None:
-            raise SpecError(path, "name", f"experiment {name!r} has no finished seed repeats yet in {tracking_uri}; "
-                            f"run `dlbench run {path}` first")
+            raise SpecError(path, "name", f"experiment {name!r} has no finished seed repeats yet in "
+                            f"{redact(tracking_uri)}; run `dlbench run {path}` first")
         return exp
-    raise SpecError(spec_or_name, "name", f"no experiment named {name!r} in {tracking_uri}; run it first with "
-                    "`dlbench run experiments/<file>.toml`, or pass the spec file (see `dlbench list experiments`)")
+    raise SpecError(spec_or_name, "name", f"no experiment named {name!r} in {redact(tracking_uri)}; run it first "
+                    "with `dlbench run experiments/<file>.toml`, or pass the spec file (see `dlbench list experiments`)")
 
 
 def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 0.05) -> Report:
@@ -532,7 +533,7 @@ def log(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker, t
         if not math.isnan(m.rel_diff):
             metrics[f"{m.arm}.reference_rel_diff"] = m.rel_diff
     tracker.log_metrics(run_id, metrics)
-    tracker.set_tags(run_id, {f"dlbench.verdict.{c.arm}": c.verdict for c in report.comparisons})
+    tracker.set_tags(run_id, {f"{T.TAG_VERDICT}.{c.arm}": c.verdict for c in report.comparisons})
     tracker.end_run(run_id, T.STATE_COMPLETE)
     return run_id
 
@@ -542,6 +543,6 @@ def report(exp: Experiment, storage_url: str, tracking_uri: str, write: bool = T
     tracker = T.Tracker(tracking_uri, exp.name)
     result = build(exp, storage_url, tracker)
     if write:
-        log(result, exp, storage_url, tracker, T.manifest(device="none (no training)", deterministic=True,
+        log(result, exp, storage_url, tracker, T.manifest(device="none (no training)",
                                                           backend="none"))
     return result

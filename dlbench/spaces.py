@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping
 
 import pydantic
 
-from dlbench import data, models, spec
+from dlbench import data, models, runtime, spec
 from dlbench.spec import Choice, Experiment, Range, SpecError
 from dlbench.train import TrainHParams, direction
 
@@ -70,6 +71,10 @@ def _allowed_values(annotation: Any) -> str:
         return f"{getattr(inner, '__name__', inner)} ({bounds})" if bounds else _allowed_values(inner)
     if base is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
+    if base in (typing.Union, types.UnionType):
+        return " or ".join(_allowed_values(a) for a in args)
+    if annotation is bool:
+        return "true or false"
     return getattr(annotation, "__name__", str(annotation))
 
 
@@ -143,6 +148,7 @@ def check(exp: Experiment) -> None:
             for name, value in params.items():
                 _check_param(exp, f"{section}.{name}", name, value, owners, model)
         _check_combinations(exp, arm, entry.hparams, owners)
+        _check_speed_settings(exp, arm)
 
 
 def _check_param(exp: Experiment, field: str, name: str, value: Any, owners: dict, model: str) -> None:
@@ -190,6 +196,25 @@ def _check_combinations(exp: Experiment, arm: spec.Arm, model_cls: type, owners:
         except ValueError as e:
             raise SpecError(exp.path, f"arms.{arm.name}", f"this arm's parameters (fixed, searched and its own) "
                             f"can take values that do not go together: {e}") from None
+
+
+def _values(value: Any) -> tuple:
+    return value.choices if isinstance(value, Choice) else (value,)
+
+
+def _check_speed_settings(exp: Experiment, arm: spec.Arm) -> None:
+    """Speed settings that cannot run together on this backend."""
+    params = exp.params_for(arm)
+    defaults = TrainHParams()
+    jit = _values(params.get("jit_compile", defaults.jit_compile))
+    deterministic = _values(params.get("deterministic", defaults.deterministic))
+    if runtime.backend_name() == "tensorflow" and True in jit and True in deterministic:
+        field = next((f"{section}.jit_compile" for section, values in
+                      ((f"arms.{arm.name}", arm.params), ("search", exp.search), ("fixed", exp.fixed))
+                      if "jit_compile" in values), "jit_compile")
+        raise SpecError(exp.path, field, "jit_compile = true cannot run with TensorFlow op determinism on (Keras "
+                        "turns XLA off under it); set deterministic = false beside it, use jit_compile = \"auto\", or "
+                        "use the JAX backend (KERAS_BACKEND=jax)")
 
 
 def _suggest(trial, name: str, value: Any, annotation: Any) -> Any:

@@ -106,6 +106,7 @@ class Experiment:
     search: Mapping[str, Value]
     arms: tuple[Arm, ...]
     reference: Reference | None
+    save_models: str = "repeats"  # "repeats": each seed repeat's final model is an artifact of its run; "none"
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -190,6 +191,7 @@ class _SpecModel(_Strict):
     seeds: int = 5
     budget: _BudgetModel
     pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    save_models: Literal["none", "repeats"] = "repeats"
     fixed: dict[str, Any] = {}
     search: dict[str, Any] = {}
     arms: dict[str, dict[str, Any]]
@@ -332,7 +334,7 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
     return Experiment(
         name=m.name, description=m.description, path=str(path), dataset=dataset, model=m.model, metric=m.metric,
         baseline=m.baseline, seeds=m.seeds, budget=Budget(m.budget.trials, m.budget.epochs), pruner=m.pruner,
-        fixed=fixed, search=search, arms=tuple(arms), reference=reference,
+        fixed=fixed, search=search, arms=tuple(arms), reference=reference, save_models=m.save_models,
     )
 
 
@@ -425,6 +427,7 @@ def to_raw(exp: Experiment) -> dict[str, Any]:
         "name": exp.name, "description": exp.description, "dataset": {"name": exp.dataset.name, **exp.dataset.options},
         "model": exp.model, "metric": exp.metric, "baseline": exp.baseline, "seeds": exp.seeds,
         "budget": {"trials": exp.budget.trials, "epochs": exp.budget.epochs}, "pruner": exp.pruner,
+        "save_models": exp.save_models,
         "fixed": {k: raw(v) for k, v in exp.fixed.items()}, "search": {k: raw(v) for k, v in exp.search.items()},
         "arms": {a.name: {**({"model": a.model} if a.model else {}), **{k: raw(v) for k, v in a.params.items()}}
                  for a in exp.arms},

@@ -27,6 +27,8 @@ DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 # Buffered epoch metrics are written at least this often (a killed worker loses at most this much of its curve;
 # its run is marked FAILED anyway).
 EPOCH_FLUSH_SECONDS = 10.0
+# Seconds between samples of CPU, memory and GPU use (MLflow system metrics) on trial and repeat runs.
+SYSTEM_METRICS_SECONDS = 5.0
 
 # === Tag keys and values (never spelled anywhere else) ===
 TAG_ROLE = "dlbench.role"
@@ -43,6 +45,18 @@ TAG_HOST = "dlbench.host"
 TAG_PID = "dlbench.pid"
 TAG_PID_START = "dlbench.pid_start"
 TAG_SPEC = "dlbench.spec"
+TAG_HEARTBEAT = "dlbench.heartbeat"
+TAG_RESUMED_FROM = "dlbench.resumed_from_epoch"  # the last finished epoch a resumed run continued after
+TAG_TAKEOVERS = "dlbench.takeovers"  # how often the unit's worker died and another took it over
+TAG_CHECKPOINT_NOTE = "dlbench.checkpoint_note"  # why a checkpoint could not be used
+TAG_PRUNED_AT = "dlbench.pruned_at"
+TAG_MODEL_NOTE = "dlbench.model_note"  # why a repeat's model was not saved
+TAG_DEVICE = "dlbench.device"
+TAG_CUDA_VISIBLE = "dlbench.cuda_visible_devices"  # the GPUs this worker was given (--gpus)
+TAG_DETERMINISM = "dlbench.determinism"
+TAG_PRECISION = "dlbench.precision"
+TAG_JIT = "dlbench.jit_compile"
+TAG_VERDICT = "dlbench.verdict"  # f"{TAG_VERDICT}.{arm}" on the comparison run
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
 
@@ -55,6 +69,7 @@ STATE_RUNNING = "RUNNING"
 STATE_COMPLETE = "COMPLETE"
 STATE_PRUNED = "PRUNED"
 STATE_FAIL = "FAIL"
+STATE_INTERRUPTED = "INTERRUPTED"  # stopped with Ctrl-C; the next run resumes it
 
 _MLFLOW_STATUS = {STATE_COMPLETE: "FINISHED", STATE_PRUNED: "FINISHED", STATE_FAIL: "FAILED"}
 
@@ -115,6 +130,20 @@ def ui_command(uri: str) -> str:
     return f"dlbench ui --tracking-uri {uri}    (then open http://127.0.0.1:5000)"
 
 
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Silence one library logger's INFO lines ("Started monitoring system metrics.") for a moment."""
+    import logging
+
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 # === Reproducibility manifest ===
 
 
@@ -138,8 +167,11 @@ def _git() -> tuple[str, str]:
     return commit or "unknown", ("true" if dirty else "false") if commit else "unknown"
 
 
-def manifest(device: str, deterministic: bool, backend: str) -> dict[str, str]:
-    """Tags every run carries so a result can be traced to code, packages and hardware."""
+def manifest(device: str, backend: str) -> dict[str, str]:
+    """Tags every run carries so a result can be traced to code, packages and hardware.
+
+    What a run's training had in force (determinism, precision, XLA) is tagged per run, from `train.fit`.
+    """
     commit, dirty = _git()
     return {
         "mlflow.source.git.commit": commit,
@@ -151,8 +183,7 @@ def manifest(device: str, deterministic: bool, backend: str) -> dict[str, str]:
         "dlbench.optuna": _version("optuna"),
         "dlbench.mlflow": _version("mlflow") if _version("mlflow") != "absent" else _version("mlflow-skinny"),
         "dlbench.keras_backend": backend,
-        "dlbench.device": device,
-        "dlbench.determinism": "on" if deterministic else "off",
+        TAG_DEVICE: device,
         TAG_HOST: socket.gethostname(),
         "dlbench.platform": f"{platform.system()} {platform.machine()}",
     }
@@ -249,8 +280,38 @@ class Tracker:
         self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, _MLFLOW_STATUS.get(state, "FINISHED"))
 
-    def log_artifact(self, run_id: str, path: str | Path) -> None:
-        self.client.log_artifact(run_id, str(path))
+    def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), folder)
+
+    @contextlib.contextmanager
+    def system_metrics(self, run_id: str, resume: bool = False) -> Iterator[None]:
+        """Log this machine's CPU and memory use (and GPU utilisation and memory, with nvidia-ml-py installed: the
+        `gpu` extra) to the run as MLflow system metrics (`system/...`), every SYSTEM_METRICS_SECONDS and once at
+        the end, so short runs get a sample too. `resume` continues the steps of a resumed run."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        with _quiet("mlflow.system_metrics"):
+            monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_SECONDS, resume_logging=resume,
+                                           tracking_uri=self.uri)
+            first_step = monitor._logging_step
+            monitor.start()
+        try:
+            yield
+        finally:
+            with _quiet("mlflow.system_metrics"):
+                monitor.finish()
+                if monitor._logging_step == first_step:  # ended before the first interval: log one sample now
+                    monitor.collect_metrics()
+                    monitor.publish_metrics(monitor.aggregate_metrics())
+                    monitor.mlflow_logger.flush()
+
+    def holds_history(self, run_id: str) -> bool:
+        """Whether the run holds any training metric (epochs or pretraining), system metrics aside."""
+        return any(not k.startswith("system/") for k in self.client.get_run(run_id).data.metrics)
+
+    def last_epoch(self, run_id: str) -> int:
+        """The last epoch (step) whose `loss` the run holds; -1 for none."""
+        return max((m.step for m in self.client.get_metric_history(run_id, "loss")), default=-1)
 
     # --- reading ---
 

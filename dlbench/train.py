@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from typing import Annotated, Any, Callable, Literal, Sequence
 
 import pydantic
 
+from dlbench import runtime
+
 Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad"]
+Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 EpochHook = Callable[[int, dict[str, float]], None]
+# Epochs between checkpoints by default: bench/overhead.py measures the cost (goal: under 2% of a trial).
+CHECKPOINT_EVERY = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +24,24 @@ class TrainHParams:
     learning_rate: Annotated[float, pydantic.Field(gt=0.0)] = 1e-3
     momentum: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.9  # used by momentum and nesterov only
     batch_size: Annotated[int, pydantic.Field(ge=1)] = 32
+    # === Speed settings (part of the spec hash like every parameter) ===
+    precision: Precision = "float32"  # a Keras dtype policy; output layers stay float32
+    jit_compile: Literal["auto"] | bool = "auto"  # XLA; "auto" is Keras's choice
+    deterministic: bool = True  # op determinism (TensorFlow: tf.config.experimental.enable_op_determinism)
+    checkpoint_every: Annotated[int, pydantic.Field(ge=0)] = CHECKPOINT_EVERY  # epochs; 0 = no checkpoints
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Where training stands after `epoch` (0-based, finished): what a checkpoint holds and a resume starts from."""
+
+    epoch: int
+    history: dict[str, list[float]]
+    best_epoch: int
+    best_value: float
+    weights: list
+    best_weights: list | None
+    optimizer: list  # the optimizer's variables (iterations, slots), in its own order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +93,9 @@ class FitResult:
     seconds: float
     params_count: int
     flops_per_example: int = 0  # estimated forward-pass FLOPs (2 per multiply-add), models.cost
-    examples_per_second: float = 0.0  # training throughput: examples seen in all epochs / training seconds
+    examples_per_second: float = 0.0  # training throughput: examples seen in this process / training seconds
+    settings: dict[str, str] = dataclasses.field(default_factory=dict)  # precision, determinism, jit_compile in force
+    model: Any = dataclasses.field(default=None, repr=False)  # the trained model (best weights if tested)
 
     def metrics(self, monitor: str) -> dict[str, float]:
         """What a finished run logs to MLflow besides its per-epoch history."""
@@ -83,44 +107,6 @@ class FitResult:
 def direction(metric: str) -> str:
     """'minimize' for losses and errors, 'maximize' for everything else (accuracy, AUC, ...)."""
     return "minimize" if ("loss" in metric or "error" in metric) else "maximize"
-
-
-def configure(threads: int | None = None, deterministic: bool = True) -> None:
-    """Process-wide backend settings; call before the first model is built."""
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        if threads:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-            except RuntimeError:  # the runtime is already initialised: keep its settings
-                pass
-        if deterministic:
-            tf.config.experimental.enable_op_determinism()
-
-
-def device() -> str:
-    """The accelerator the backend trains on, e.g. 'GPU:NVIDIA H100' or 'CPU'."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            return f"GPU:{details.get('device_name', gpus[0].name)} x{len(gpus)}"
-        return "CPU"
-    if backend == "jax":
-        import jax
-
-        d = jax.devices()[0]
-        return f"{d.platform.upper()}:{getattr(d, 'device_kind', '')}"
-    return backend
 
 
 def optimizer(hp: TrainHParams):
@@ -143,16 +129,17 @@ def optimizer(hp: TrainHParams):
 
 def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: int, monitor: str,
         hooks: Sequence[EpochHook] = (), evaluate_test: bool = False, task: str = "classification",
-        loss: str | Any | None = None) -> FitResult:
+        loss: str | Any | None = None, resume: TrainState | None = None,
+        checkpoint: Callable[[TrainState], None] | None = None) -> FitResult:
     """Seed, build, compile, train and (optionally) test one model.
 
     Seed `seed` fixes both the initial weights and the order of training examples, so the same seed gives the
     same data order in every arm. The weights of the best epoch by `monitor` are restored before testing.
 
     Args:
-        build: returns an uncompiled keras.Model (called after seeding).
+        build: returns an uncompiled keras.Model (called after seeding, under the precision policy).
         data: a DatasetInfo.
-        hp: optimiser and batch settings.
+        hp: optimiser, batch and speed settings.
         epochs: number of passes over the training split.
         seed: run seed.
         monitor: the Keras log key that selects the best epoch (e.g. 'val_accuracy').
@@ -161,9 +148,13 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
         task: a key of TASKS: "classification" fits the labels, "reconstruction" the inputs themselves.
         loss: the Keras loss (a name or a keras.losses.Loss, e.g. the perceptron's hinge); None takes the
             task's default.
+        resume: a checkpointed state to continue from (weights, optimizer, history, best so far); training goes
+            on at the epoch after it, with the shuffling re-seeded from `seed` and that epoch (so a resumed run is
+            not bit-identical to an uninterrupted one).
+        checkpoint: called with the state after every `hp.checkpoint_every` epochs (not after the last).
 
     Returns:
-        FitResult with the per-epoch history.
+        FitResult with the per-epoch history (the resumed part included) and the settings in force.
 
     Raises:
         Diverged: the training loss became NaN or infinite.
@@ -174,14 +165,32 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
         raise ValueError(f"Unknown task {task!r}; known tasks: {', '.join(TASKS)}")
     objective = TASKS[task]
     target = (lambda split: split.y) if objective.targets == "labels" else (lambda split: split.x)
+    deterministic = runtime.set_determinism(hp.deterministic)
     keras.utils.set_random_seed(seed)
-    model = build()
-    model.compile(optimizer=optimizer(hp), loss=loss or objective.loss,
+    with runtime.precision(hp.precision):
+        model = runtime.float32_outputs(build())
+    model.compile(optimizer=optimizer(hp), loss=loss or objective.loss, jit_compile=hp.jit_compile,
                   metrics=[_metric(m) for m in objective.metrics], steps_per_execution=STEPS_PER_EXECUTION)
+    settings = {"precision": hp.precision, "determinism": "on" if deterministic else "off",
+                "jit_compile": str(bool(model.jit_compile)).lower()}
 
     mode = direction(monitor)
     history: dict[str, list[float]] = {}
     best = {"epoch": -1, "value": math.inf if mode == "minimize" else -math.inf, "weights": None}
+    first = 0
+    if resume is not None:
+        model.set_weights(resume.weights)
+        model.optimizer.build(model.trainable_variables)
+        for variable, value in zip(model.optimizer.variables, resume.optimizer, strict=True):
+            variable.assign(value)
+        history = {k: list(v) for k, v in resume.history.items()}
+        best.update(epoch=resume.best_epoch, value=resume.best_value, weights=resume.best_weights)
+        first = resume.epoch + 1
+
+    def state(epoch: int) -> TrainState:
+        return TrainState(epoch, {k: list(v) for k, v in history.items()}, int(best["epoch"]), float(best["value"]),
+                          model.get_weights(),
+                          best["weights"], [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])
 
     def on_epoch_end(epoch: int, logs: dict | None) -> None:
         logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -196,15 +205,19 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
             hook(epoch, logs)
         if not math.isfinite(logs.get("loss", 0.0)):
             raise Diverged(epoch, logs)
+        if checkpoint and hp.checkpoint_every and (epoch + 1) % hp.checkpoint_every == 0 and epoch + 1 < epochs:
+            checkpoint(state(epoch))
 
     # Re-seed after building so the shuffling order depends on the seed only, not on the architecture.
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed + first)
     start = time.perf_counter()
-    model.fit(
-        data.train.x, target(data.train), batch_size=hp.batch_size, epochs=epochs, shuffle=True, verbose=0,
-        validation_data=(data.val.x, target(data.val)), validation_batch_size=max(hp.batch_size, 1024),
-        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
-    )
+    if first < epochs:
+        model.fit(
+            data.train.x, target(data.train), batch_size=hp.batch_size, epochs=epochs, initial_epoch=first,
+            shuffle=True, verbose=0, validation_data=(data.val.x, target(data.val)),
+            validation_batch_size=max(hp.batch_size, 1024),
+            callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
+        )
     seconds = time.perf_counter() - start
     if best["weights"] is None:
         raise Diverged(epochs - 1, {k: v[-1] for k, v in history.items()})
@@ -217,10 +230,11 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
         test = {f"test_{k}": float(v) for k, v in scores.items()}
     from dlbench.models.cost import flops_per_example
 
-    seen = len(data.train) * len(history.get("loss", ()))
+    seen = len(data.train) * max(0, epochs - first)
     return FitResult(history, int(best["epoch"]), float(best["value"]), test, seconds, int(model.count_params()),
-                     flops_per_example(model), seen / seconds if seconds > 0 else 0.0)
+                     flops_per_example(model), seen / seconds if seconds > 0 else 0.0, settings, model)
 
 
-def threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+def save_model(model, path) -> None:
+    """Save a trained model as a `.keras` file (architecture, weights, compile settings)."""
+    model.save(str(path))

@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from dlbench import data, models
+from dlbench import data, models, runtime
 from dlbench.models import blocks, cost, mlp
 
 DIGITS = data.load("digits")
@@ -305,7 +305,7 @@ def test_augmentation_is_seeded_and_only_active_while_training():
     from dlbench import train
 
     # With op determinism on (as in every run), the run seed fixes the flips and the shifts.
-    train.configure(deterministic=True)
+    runtime.set_determinism(True)
     x = np.random.default_rng(0).uniform(0.1, 1.0, size=(16, 32, 32, 1)).astype("float32")
     for kind in ("flip", "shift", "flip_shift"):
         np.testing.assert_array_equal(_augmented(kind, 0, x, training=False), x)
@@ -339,7 +339,7 @@ def test_augment_switch_keeps_layer_names_and_trains_one_step():
 def test_training_with_augmentation_repeats_exactly_under_the_same_seed():
     from dlbench import train
 
-    train.configure(deterministic=True)  # as every run does
+    runtime.set_determinism(True)  # as every run does
     images = lambda split: data.Split(split.x[:256].reshape(-1, 8, 8, 1), split.y[:256])  # noqa: E731
     ds = types.SimpleNamespace(input_shape=(8, 8, 1), num_classes=10, train=images(DIGITS.train),
                                val=images(DIGITS.val))

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import ROOT, SPECS, dlbench, write_spec
-from dlbench.study import open_storage
+from dlbench.storage import open_storage
 
 TINY = str(SPECS / "tiny.toml")
 ARMS = ("tanh", "relu")
@@ -116,42 +116,49 @@ def test_changed_spec_under_the_same_name_is_refused(stores, tmp_path):
     assert "different version of this experiment" in out.stderr
 
 
-def test_killed_worker_leaves_a_failed_trial_that_a_rerun_replaces(stores):
+def test_a_killed_workers_trial_is_taken_over_with_its_number_parameters_and_run(stores, tmp_path):
+    # The trial of a SIGKILLed worker is resumed by the rerun: the same Optuna trial (number, parameters) and the
+    # same MLflow run, continued from its last checkpoint; the budget holds two trials, no replacement.
     storage, uri = stores
-    args = [sys.executable, "-m", "dlbench", "run", TINY, "--storage", storage, "--tracking-uri", uri,
-            "--epochs", "60", "--seeds", "1", "--arms", "tanh"]
+    path = write_spec(tmp_path, (SPECS / "tiny.toml").read_text().replace("[fixed]", "[fixed]\ncheckpoint_every = 2"))
+    args = [sys.executable, "-m", "dlbench", "run", str(path), "--storage", storage, "--tracking-uri", uri,
+            "--epochs", "60", "--seeds", "1", "--arms", "tanh", "--checkpoints", str(tmp_path / "ckpt")]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 180
         victim = None
         while time.time() < deadline and victim is None:
-            time.sleep(0.5)
+            time.sleep(0.2)
             try:
                 study = optuna.load_study(study_name="tiny/tanh", storage=open_storage(storage))
             except KeyError:
                 continue
             for t in study.get_trials(states=(TrialState.RUNNING,)):
-                if t.number == 1 and "mlflow_run_id" in t.user_attrs and t.intermediate_values:
+                if t.number == 1 and "mlflow_run_id" in t.user_attrs and len(t.intermediate_values) >= 6:
                     victim = t
-        assert victim is not None, "trial 1 never started"
+        assert victim is not None, "trial 1 never got past epoch 6"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
 
-    dlbench("run", TINY, "--storage", storage, "--tracking-uri", uri, "--epochs", "60", "--seeds", "1",
-            "--arms", "tanh")
+    dlbench("run", str(path), "--storage", storage, "--tracking-uri", uri, "--epochs", "60", "--seeds", "1",
+            "--arms", "tanh", "--checkpoints", str(tmp_path / "ckpt"))
     study = optuna.load_study(study_name="tiny/tanh", storage=open_storage(storage))
-    states = {t.number: t.state for t in study.trials}
-    assert states[1] == TrialState.FAIL
-    assert "worker died" in study.trials[1].user_attrs["fail_reason"]
-    assert len(_finished(study)) == 2  # budget met by a replacement trial
-    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert [t.number for t in study.trials] == [0, 1]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    again = study.trials[1]
+    assert again.params == victim.params and again.user_attrs["mlflow_run_id"] == victim.user_attrs["mlflow_run_id"]
+    assert again.user_attrs["takeovers"] == "1" and again.user_attrs["pid"] != victim.user_attrs["pid"]
     client = MlflowClient(tracking_uri=uri)
-    dead = client.get_run(victim.user_attrs["mlflow_run_id"])
-    assert dead.info.status == "FAILED"
-    assert dead.data.tags["dlbench.state"] == "FAIL" and "worker died" in dead.data.tags["dlbench.fail_reason"]
+    run = client.get_run(victim.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["dlbench.state"] in ("COMPLETE", "PRUNED")
+    resumed = int(run.data.tags["dlbench.resumed_from_epoch"])
+    assert resumed >= 6 and resumed % 2 == 0  # after a checkpoint, every 2 epochs
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+    assert steps == list(range(len(steps))) and len(steps) > resumed  # one value per epoch, none twice
+    assert not list((tmp_path / "ckpt").rglob("*.npz"))  # a finished unit's checkpoint is deleted
 
 
 def test_diverging_trials_are_failed_and_the_study_completes(stores, tmp_path):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dlbench import data, train
+from dlbench import data, runtime, train
 from dlbench.models import mlp
 
 SPIRALS = data.load("spirals", {"n": 400})
@@ -46,7 +46,7 @@ def test_a_huge_learning_rate_raises_diverged():
 def test_direction_follows_the_metric():
     assert train.direction("val_loss") == "minimize"
     assert train.direction("val_accuracy") == "maximize"
-    assert train.threads_per_worker(100) == 1
+    assert runtime.threads_per_worker(100) == 1
 
 
 def test_every_task_logs_the_metrics_a_spec_may_name():

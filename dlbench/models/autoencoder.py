@@ -81,10 +81,11 @@ def build_for_shape(hp: HParams, input_shape: tuple[int, ...], name: str = "auto
         layer_name = "reconstruction" if last else f"decoder_{i}"
         act = hp.output_activation if last else None
         if hp.tied:
-            x = layers.TiedDense(encoders[i], activation=act, name=layer_name)(x)
-        else:
+            x = layers.TiedDense(encoders[i], activation=act, name=layer_name,
+                                 **({"dtype": "float32"} if last else {}))(x)
+        else:  # the reconstruction is float32 under mixed precision too
             x = keras.layers.Dense(dim if last else hp.width, activation=act, kernel_initializer=initializer(hp.init),
-                                   name=layer_name)(x)
+                                   name=layer_name, **({"dtype": "float32"} if last else {}))(x)
         if not last:
             x = activation(hp.activation, f"{layer_name}_act")(x)
     outputs = keras.layers.Reshape(input_shape, name="unflatten")(x) if len(input_shape) > 1 else x

@@ -239,7 +239,9 @@ def classifier(x, num_classes: int, sw: Switches, name: str = "head"):
     """The softmax output layer of every classifier."""
     import keras
 
-    return keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=initializer(sw.init), name=name)(x)
+    # float32 under a mixed precision policy too: the softmax and the loss need the range (Keras's advice).
+    return keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=initializer(sw.init), name=name,
+                              dtype="float32")(x)
 
 
 def model_input(info, sw: Switches):

@@ -45,7 +45,7 @@ def _linear(info, init: str, output_activation: str | None, name: str) -> "keras
     inputs = keras.Input(shape=tuple(info.input_shape), name="inputs")
     x = keras.layers.Flatten(name="flatten")(inputs) if len(info.input_shape) > 1 else inputs
     outputs = keras.layers.Dense(info.num_classes, activation=output_activation, kernel_initializer=initializer(init),
-                                 name="head")(x)
+                                 name="head", dtype="float32")(x)  # float32 under mixed precision too
     # === Functional Model ===
     return keras.Model(inputs, outputs, name=name)
 

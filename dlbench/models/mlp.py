@@ -58,6 +58,6 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
         x = activation(hp.activation, f"act_{i}")(x)
         x = keras.layers.Dropout(hp.dropout, name=f"dropout_{i}")(x)
     outputs = keras.layers.Dense(info.num_classes, activation="softmax", kernel_initializer=initializer(hp.init),
-                                 name="head")(x)
+                                 name="head", dtype="float32")(x)  # float32 under mixed precision too
     # === Functional Model ===
     return keras.Model(inputs, outputs, name="mlp")
