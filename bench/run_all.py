@@ -2,6 +2,8 @@
 
 Run: make bench   (or: python bench/run_all.py [--only overhead,search] [--out docs/benchmarks.md])
 The hand-written log of speed changes (predicted and measured gains) is kept in bench/CHANGES.md and appended.
+The GPU benchmark runs only on a machine with an NVIDIA GPU; elsewhere it is skipped with a note, and the report keeps
+its last GPU section (or says that it has not yet been run on a GPU).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+import gpu
 from _common import ROOT, machine, versions
+
+from dlbench import gpus
 
 BENCHES = {  # name -> extra arguments; the defaults are the documented settings
     "calibrate": [],
@@ -22,7 +27,16 @@ BENCHES = {  # name -> extra arguments; the defaults are the documented settings
     "workers": ["--trials", "12"],
     "reporting": [],
     "search": ["--seeds", "3", "--cap", "100"],
+    "gpu": [],  # skipped without an NVIDIA GPU
 }
+
+
+def _section(text: str, title: str) -> str | None:
+    """The `## ` section of a report whose first line is `title`, or None."""
+    for part in text.strip().split("\n\n## ")[1:]:
+        if "## " + part.splitlines()[0] == title:
+            return "## " + part
+    return None
 
 
 def _merge(old: str, sections: list[str], changes: str) -> str:
@@ -40,10 +54,17 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     a = p.parse_args()
     names = a.only.split(",") if a.only else list(BENCHES)
+    out = Path(a.out)
     sections, timings = [], []
     start = time.perf_counter()
     for name in names:
         t = time.perf_counter()
+        if name == "gpu" and not gpus.detect():
+            print("== gpu skipped: this machine shows no NVIDIA GPU (nvidia-smi found none); the report keeps its "
+                  "last GPU section", file=sys.stderr, flush=True)
+            sections.append((out.exists() and _section(out.read_text(), gpu.TITLE)) or gpu.NOT_RUN)
+            timings.append("gpu skipped: no GPU")
+            continue
         print(f"== {name}", file=sys.stderr, flush=True)
         proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), *BENCHES[name]], cwd=ROOT,
                               capture_output=True, text=True)
@@ -56,7 +77,6 @@ def main() -> int:
         timings.append(f"{name} {time.perf_counter() - t:.0f} s")
     total = time.perf_counter() - start
     changes = (ROOT / "bench" / "CHANGES.md").read_text().strip()
-    out = Path(a.out)
     if a.only and out.exists():  # re-run of some benchmarks: replace their sections, keep the others
         text = _merge(out.read_text(), sections, changes)
         note = (f"Re-run on {datetime.date.today().isoformat()}: `python bench/run_all.py --only {a.only}` "
