@@ -56,9 +56,10 @@ CONFIGS = [  # key, label, [fixed] values of the trial (None: bare Keras)
 ]
 RESULT = "RESULT "  # a child's last stdout line: RESULT <json>
 TITLE = "## GPU"
+NOT_RUN_MARK = "Not yet run on a GPU"  # how the section starts until a GPU result replaces it
 # What docs/benchmarks.md holds until this benchmark has run on a GPU (bench/run_all.py writes it).
 NOT_RUN = " ".join([
-    f"{TITLE}\n\nNot yet run on a GPU: there is no GPU result here. The machines that ran this suite had no NVIDIA",
+    f"{TITLE}\n\n{NOT_RUN_MARK}: there is no GPU result here. The machines that ran this suite had no NVIDIA",
     "GPU, so `bench/run_all.py` skipped this benchmark. On a machine with one, with the `gpu` and `bench` extras",
     "installed (`pip install -e '.[gpu,bench]'`: TensorFlow with CUDA and nvidia-ml-py), run",
     "`python bench/run_all.py --only gpu` (sized for under 8 minutes, not yet timed on a GPU; it runs",

@@ -61,8 +61,10 @@ def main() -> int:
         t = time.perf_counter()
         if name == "gpu" and not gpus.detect():
             print("== gpu skipped: this machine shows no NVIDIA GPU (nvidia-smi found none); the report keeps its "
-                  "last GPU section", file=sys.stderr, flush=True)
-            sections.append((out.exists() and _section(out.read_text(), gpu.TITLE)) or gpu.NOT_RUN)
+                  "last GPU result, if any", file=sys.stderr, flush=True)
+            last = _section(out.read_text(), gpu.TITLE) if out.exists() else None
+            real = last and not last.startswith(f"{gpu.TITLE}\n\n{gpu.NOT_RUN_MARK}")
+            sections.append(last if real else gpu.NOT_RUN)
             timings.append("gpu skipped: no GPU")
             continue
         print(f"== {name}", file=sys.stderr, flush=True)

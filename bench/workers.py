@@ -22,7 +22,7 @@ def one(workers: int, trials: int, epochs: int, tag: str, one_thread: bool = Fal
     import optuna
     from optuna.trial import TrialState
 
-    from dlbench import storage, study
+    from dlbench import storage as stores
 
     folder = tempdir(f"workers-{workers}-{tag}")
     text = FIXED_SPEC.replace("trials = 1,", f"trials = {trials},")
@@ -35,7 +35,7 @@ def one(workers: int, trials: int, epochs: int, tag: str, one_thread: bool = Fal
         subprocess.run([sys.executable, "-m", "dlbench", "run", str(path), "--workers", str(workers), "--storage",
                         storage, "--tracking-uri", uri, "--no-progress"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
-    s = optuna.load_study(study_name=f"workers-{workers}/mlp", storage=storage.open_storage(storage))
+    s = optuna.load_study(study_name=f"workers-{workers}/mlp", storage=stores.open_storage(storage))
     done = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     assert len(done) == trials, f"{len(done)} of {trials} trials finished"
     span = max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)
