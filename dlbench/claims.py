@@ -39,6 +39,11 @@ def trial_lease(trial: optuna.Trial) -> leases.Writer:
     return write
 
 
+def trial_holder(trial: optuna.Trial) -> leases.Reader:
+    """Reads a trial's holder as stored (another worker may have taken it over)."""
+    return lambda: storage.stored_user_attrs(trial)
+
+
 def holder_tags(fields) -> dict[str, str]:
     return {HOLDER_TAGS[k]: v for k, v in fields.items()}
 
@@ -46,6 +51,15 @@ def holder_tags(fields) -> dict[str, str]:
 def repeat_lease(tracker: T.Tracker, run_id: str) -> leases.Writer:
     """Writes a seed repeat's holder into its MLflow tags."""
     return lambda fields: tracker.set_tags(run_id, holder_tags(fields))
+
+
+def repeat_holder(tracker: T.Tracker, run_id: str) -> leases.Reader:
+    """Reads a seed repeat's holder from its MLflow tags."""
+    def read():
+        tags = tracker.run(run_id).data.tags
+        return {k: tags.get(tag) for k, tag in HOLDER_TAGS.items()}
+
+    return read
 
 
 def _takeovers(count, holder: leases.Holder | None) -> int:
@@ -124,7 +138,7 @@ class Claims:
             for r in self.tracker.runs(role=T.ROLE_REPEAT, arm=arm, config_hash=config):
                 seed, tags = int(r.data.tags[T.TAG_SEED]), r.data.tags
                 if r.info.status == "RUNNING":
-                    holder = leases.Holder.parse({k: tags.get(tag) for k, tag in HOLDER_TAGS.items()})
+                    holder = leases.Holder.parse({k: tags.get(tag) for k, tag in HOLDER_TAGS.items()})  # see repeat_holder
                     takeovers = _takeovers(tags.get(T.TAG_TAKEOVERS), holder)
                     if leases.alive(holder):
                         taken.add(seed)

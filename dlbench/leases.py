@@ -111,37 +111,75 @@ def alive(holder: Holder | None, *, host: str | None = None, clock: Clock = time
     return process(holder.pid, holder.pid_start)
 
 
+class LeaseLost(Exception):
+    """Another worker took this worker's unit over (its heartbeat looked stale to them): the unit is theirs now, and
+    this worker drops it without writing anything more to it."""
+
+
+Reader = Callable[[], Mapping[str, "str | None"]]
+
+
 class Heartbeat:
     """Keeps one unit's lease live: writes the full holder on entry, then the heartbeat every `every` seconds from a
     daemon thread until exit. A failed write (a database hiccup) is retried on the next beat, never raised. Left by
-    Ctrl-C (a KeyboardInterrupt), it releases the lease so that the next run takes the unit over at once."""
+    Ctrl-C (a KeyboardInterrupt), it releases the lease so that the next run takes the unit over at once.
 
-    def __init__(self, write: Writer, every: float | None = None, clock: Clock = time.time):
+    With `read` (the unit's holder fields as stored), every beat first checks that the lease is still this
+    worker's. Once another worker holds it (a stall longer than the stale threshold made this one look dead), the
+    beats stop, so as not to keep the other's lease alive, and `check()` raises LeaseLost: the unit's owner calls it
+    at every epoch and before recording the result.
+    """
+
+    def __init__(self, write: Writer, read: Reader | None = None, every: float | None = None,
+                 clock: Clock = time.time):
         self.write = write
+        self.read = read
         self.every = every if every is not None else interval()
         self.clock = clock
         self.failures = 0
+        self.mine: Holder | None = None
+        self.lost: Holder | None = None  # the holder that took the unit over
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "Heartbeat":
-        self.write(me(self.clock).fields())
+        self.mine = me(self.clock)
+        self.write(self.mine.fields())
         self._thread = threading.Thread(target=self._beat, name="dlbench-heartbeat", daemon=True)
         self._thread.start()
         return self
 
+    def _taken(self) -> Holder | None:
+        """The other worker now holding the unit, or None while it is still this one's (or cannot be read)."""
+        holder = Holder.parse(self.read()) if self.read else None
+        if holder is None or self.mine is None or holder.released:
+            return None
+        same = (holder.host, holder.pid, holder.pid_start) == (self.mine.host, self.mine.pid, self.mine.pid_start)
+        return None if same else holder
+
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
             try:
+                self.lost = self.lost or self._taken()
+                if self.lost:
+                    return
                 self.write({"heartbeat": f"{self.clock():.1f}"})
             except Exception:  # noqa: BLE001 - the next beat retries; a unit only dies after several misses
                 self.failures += 1
+
+    def check(self, now: bool = False) -> None:
+        """Raise LeaseLost if another worker holds the unit (`now`: read the holder now, not at the last beat)."""
+        if now and not self.lost:
+            self.lost = self._taken()
+        if self.lost:
+            raise LeaseLost(f"taken over by process {self.lost.pid} on {self.lost.host}, which judged this worker "
+                            f"dead (no heartbeat for {stale_after():g} s); dropped here, finished there")
 
     def __exit__(self, kind, error, tb) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        if kind is not None and issubclass(kind, KeyboardInterrupt):
+        if kind is not None and issubclass(kind, KeyboardInterrupt) and not self.lost:
             try:
                 self.write(RELEASED)
             except Exception:  # noqa: BLE001 - unreleased, it is taken over once the process is gone

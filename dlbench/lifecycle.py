@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
-from dlbench import storage, train
+from dlbench import leases, storage, train
 from dlbench import tracking as T
 
 A_REASON = "fail_reason"  # Optuna user attribute mirroring the MLflow tag T.TAG_REASON
@@ -31,9 +31,10 @@ class Outcome(enum.Enum):
     INTERRUPTED = "interrupted"  # Ctrl-C: left running, lease released; the next run resumes it
     CRASHED = "crashed"  # an exception: failed and replaced
     WORKER_DIED = "worker died"  # reaped by another worker after repeated deaths of its holders
+    LOST = "taken over"  # another worker judged this one dead and took the unit over: recorded by them, not here
 
 
-# outcome -> (Optuna trial state, dlbench.state tag); MLflow status follows the tag (T.end_run).
+# outcome -> (Optuna trial state, dlbench.state tag); MLflow status follows the tag (T.end_run). LOST has none.
 STATES: dict[Outcome, tuple[TrialState, str]] = {
     Outcome.COMPLETE: (TrialState.COMPLETE, T.STATE_COMPLETE),
     Outcome.PRUNED: (TrialState.PRUNED, T.STATE_PRUNED),
@@ -56,6 +57,12 @@ class Ending:
     reason: str = ""
     value: float | None = None  # the trial's objective value, when complete
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # final metrics, when complete
+
+    @property
+    def headline(self) -> str:
+        """One line for the console: 'failed: <reason>' ('dropped: ...' for a unit another worker took over)."""
+        first = self.reason.splitlines()[0] if self.reason else ""
+        return f"{'dropped' if self.outcome is Outcome.LOST else 'failed'}: {first}"
 
 
 def ending_of(error: BaseException) -> Ending:
@@ -111,13 +118,21 @@ class Box:
 
 @contextlib.contextmanager
 def recorded(tracker: T.Tracker, run_id: str | None, study: optuna.Study | None = None, trial: Any = None,
-             on_crash: Callable[[Ending], None] | None = None) -> Iterator[Box]:
+             on_crash: Callable[[Ending], None] | None = None, lease: leases.Heartbeat | None = None) -> Iterator[Box]:
     """Run a unit's body and record its ending, whatever it is. A crash is recorded and swallowed (the study
     goes on, `on_crash` is told); Ctrl-C and other BaseExceptions are recorded and raised again (the caller's
-    lease, released on the way out, lets the next run resume the unit)."""
+    lease, released on the way out, lets the next run resume the unit). A unit another worker took over
+    (`leases.LeaseLost`, from the body or from `lease` checked before recording) is theirs: nothing is recorded,
+    `on_crash` is told."""
     box = Box(run_id)
     try:
         yield box
+        if lease is not None:
+            lease.check(now=True)
+    except leases.LeaseLost as e:
+        if on_crash is not None:
+            on_crash(Ending(Outcome.LOST, str(e)))
+        return
     except BaseException as e:  # noqa: BLE001 - every ending is recorded
         ending = ending_of(e)
         record(ending, tracker, box.run_id, study, trial)

@@ -205,3 +205,9 @@ def adopt_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.
     """Take over another (dead) worker's RUNNING trial: the same trial number and parameters (`suggest_*` returns
     the stored values), its intermediate values kept; `study.tell` ends it as if this worker had asked for it."""
     return optuna.Trial(study, trial._trial_id)
+
+
+def stored_user_attrs(trial: optuna.Trial) -> dict:
+    """A trial's user attributes as stored now (`Trial.user_attrs` is this process's cached copy, blind to what
+    another worker wrote since)."""
+    return trial.storage.get_trial_user_attrs(trial._trial_id)

@@ -140,7 +140,7 @@ class Worker:
         return new
 
     def _note_crash(self, what: str):
-        return lambda ending: self.progress.note(f"{what} failed: {ending.reason.splitlines()[0]}")
+        return lambda ending: self.progress.note(f"{what} {ending.headline}")
 
     # --- tuning ---
 
@@ -165,8 +165,8 @@ class Worker:
 
     def _run_trial(self, arm: Arm, study: optuna.Study, trial: optuna.Trial, parent: str) -> None:
         exp, seed = self.exp, TRIAL_SEED_OFFSET + trial.number
-        with leases.Heartbeat(claims.trial_lease(trial)), \
-                lifecycle.recorded(self.tracker, None, study, trial,
+        with leases.Heartbeat(claims.trial_lease(trial), claims.trial_holder(trial)) as lease, \
+                lifecycle.recorded(self.tracker, None, study, trial, lease=lease,
                                    on_crash=self._note_crash(f"{arm.name}: trial {trial.number}")) as unit:
             params = spaces.sample(trial, exp, arm)  # a taken-over trial gets its stored values back
             old = trial.user_attrs.get(A_RUN_ID)
@@ -183,7 +183,7 @@ class Worker:
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
-            result = self.trainer.fit(unit.run_id, state, params, seed, hooks=[report])
+            result = self.trainer.fit(unit.run_id, state, params, seed, hooks=[report], lease=lease)
             unit.value, unit.metrics = result.best_value, result.metrics(exp.metric)
 
     # --- seed repeats ---
@@ -239,9 +239,11 @@ class Worker:
     def _run_repeat(self, arm: Arm, seed: int, claimed: Unit, params: spaces.Params) -> None:
         run_id, state = self.trainer.start(claimed)
         hook = lambda epoch, logs: self.progress.epoch(f"seed {seed}", epoch, logs, self.exp.metric)  # noqa: E731
-        with leases.Heartbeat(claims.repeat_lease(self.tracker, run_id)), \
-                lifecycle.recorded(self.tracker, run_id, on_crash=self._note_crash(f"{arm.name}: seed {seed}")) as unit:
-            result = self.trainer.fit(run_id, state, params, seed, hooks=[hook], test=True)
+        with leases.Heartbeat(claims.repeat_lease(self.tracker, run_id),
+                              claims.repeat_holder(self.tracker, run_id)) as lease, \
+                lifecycle.recorded(self.tracker, run_id, lease=lease,
+                                   on_crash=self._note_crash(f"{arm.name}: seed {seed}")) as unit:
+            result = self.trainer.fit(run_id, state, params, seed, hooks=[hook], test=True, lease=lease)
             if self.exp.save_models == "repeats":
                 self.trainer.save_model(run_id, result.model)
             unit.metrics = result.metrics(self.exp.metric)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from dlbench import checkpoints, models, pretrain, spaces, train
+from dlbench import checkpoints, leases, models, pretrain, spaces, train
 from dlbench import tracking as T
 from dlbench.spec import Experiment
 
@@ -80,12 +80,14 @@ class Trainer:
         return build
 
     def fit(self, run_id: str, state: train.TrainState | None, params: spaces.Params, seed: int,
-            hooks: Sequence[Callable] = (), test: bool = False) -> train.FitResult:
+            hooks: Sequence[Callable] = (), test: bool = False,
+            lease: leases.Heartbeat | None = None) -> train.FitResult:
         """Train the unit to the end of its epochs, checkpointing every `checkpoint_every` epochs.
 
         With checkpoints on, epoch metrics reach MLflow at each checkpoint (and at the end), never ahead of it: a
         resumed run then logs each epoch once. The checkpoint is deleted once the unit ends, however it ends, but
-        for Ctrl-C (the next run resumes from it).
+        for Ctrl-C (the next run resumes from it) and for a unit another worker took over (`lease`, checked at
+        every epoch before anything is logged: the checkpoint is theirs now).
         """
         every = params.train.checkpoint_every
         logger = self.tracker.epoch_logger(run_id, flush_every=math.inf if every else T.EPOCH_FLUSH_SECONDS)
@@ -95,17 +97,22 @@ class Trainer:
             self.tracker.flush(run_id)
 
         def save(s: train.TrainState) -> None:
+            if lease:
+                lease.check(now=True)  # the checkpoint and the metrics are the unit holder's to write
             self.store.save(run_id, s)
             self.tracker.flush(run_id)
 
+        guard = [lambda epoch, logs: lease.check()] if lease else []
         entry = models.get(params.model_name)
         try:
             with self.tracker.system_metrics(run_id, resume=state is not None):
                 result = train.fit(self.builder(params, seed, run_id, fresh=state is None), self.data, params.train,
                                    epochs=self.exp.budget.epochs, seed=seed, monitor=self.exp.metric,
-                                   hooks=[logger, *hooks], evaluate_test=test, resume=state,
+                                   hooks=[*guard, logger, *hooks], evaluate_test=test, resume=state,
                                    checkpoint=save if every else None, task=entry.task,
                                    loss=entry.loss(params.model))
+        except leases.LeaseLost:
+            raise
         except Exception:
             self.store.delete(run_id)
             raise

@@ -33,6 +33,12 @@ def _start(host: str, args: list[str], log):
                             stdout=log, stderr=subprocess.STDOUT)
 
 
+def _tail(log, chars: int = 4000) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read()[-chars:]
+
+
 def _runs(uri: str):
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("tiny")
@@ -63,7 +69,7 @@ def test_two_hosts_share_the_work_and_a_killed_hosts_repeat_is_taken_over(stores
             deadline = time.time() + 300
             while victim is None and time.time() < deadline:
                 time.sleep(0.3)
-                assert host_a.poll() is None, "host-a ended before it could be killed"
+                assert host_a.poll() is None, "host-a ended before it could be killed:\n" + _tail(a)
                 _, runs = _runs(uri)
                 running = {r.data.tags.get("dlbench.host"): r for r in runs
                            if r.data.tags.get("dlbench.role") == "repeat" and r.info.status == "RUNNING"}

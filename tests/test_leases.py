@@ -115,3 +115,30 @@ def test_stale_after_comes_from_the_environment(monkeypatch):
     assert leases.stale_after() == 3.0
     monkeypatch.delenv("DLBENCH_STALE_AFTER")
     assert leases.stale_after() == 600.0
+
+
+def test_a_lease_taken_over_stops_the_beats_and_is_raised_at_the_next_check():
+    stored: dict = {}
+    other = {"host": "elsewhere", "pid": "4242", "pid_start": "7", "heartbeat": "1.0"}
+    with leases.Heartbeat(stored.update, read=lambda: dict(stored), every=0.01) as beat:
+        beat.check(now=True)  # still this worker's: nothing raised
+        stored.update(other)  # another worker judged this one dead and wrote itself over the lease
+        deadline = time.monotonic() + 5
+        while beat.lost is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert stored == other  # no beat of this worker refreshed the other's lease
+        with pytest.raises(leases.LeaseLost, match="process 4242 on elsewhere"):
+            beat.check()
+    with pytest.raises(KeyboardInterrupt):
+        with leases.Heartbeat(stored.update, read=lambda: dict(other), every=60) as beat:
+            with pytest.raises(leases.LeaseLost):
+                beat.check(now=True)
+            raise KeyboardInterrupt
+    assert stored != leases.RELEASED and stored["pid"] == str(os.getpid())  # the other's lease is never released
+
+
+def test_an_unreadable_or_released_lease_is_not_taken_for_lost():
+    for stored in ({}, {"host": "x", "pid": "oops"}, {**leases.RELEASED, "host": "x", "pid_start": ""}):
+        with leases.Heartbeat(lambda f: None, read=lambda s=stored: s, every=60) as beat:
+            beat.check(now=True)

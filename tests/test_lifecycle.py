@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dlbench import lifecycle, train
+from dlbench import leases, lifecycle, train
 from dlbench import tracking as T
 from dlbench.lifecycle import Outcome
 
@@ -106,3 +106,17 @@ def test_pruned_runs_say_where_and_finish():
     assert ("tags", "run-4", {T.TAG_PRUNED_AT: "pruned after epoch 3"}) in tracker.calls
     assert tracker.calls[-1] == ("end", "run-4", T.STATE_PRUNED, None)
     assert study.trials[0].state == TrialState.PRUNED
+
+
+def test_a_unit_taken_over_by_another_worker_is_dropped_without_a_write():
+    study, tracker, told = _study(), FakeTracker(), []
+    trial = study.ask()
+    with lifecycle.recorded(tracker, "run-5", study, trial, on_crash=told.append):
+        raise leases.LeaseLost("taken over by process 7 on host-b")
+    rival = {"host": "host-b", "pid": "7", "pid_start": "", "heartbeat": "1.0"}
+    with leases.Heartbeat(lambda fields: None, read=lambda: rival, every=60) as lease:  # lost just as it finished
+        with lifecycle.recorded(tracker, "run-5", study, trial, on_crash=told.append, lease=lease) as unit:
+            unit.value = 0.9
+    assert tracker.calls == [] and study.trials[0].state == TrialState.RUNNING  # the other worker's to record
+    assert [e.outcome for e in told] == [Outcome.LOST, Outcome.LOST]
+    assert told[0].headline == "dropped: taken over by process 7 on host-b"
