@@ -27,6 +27,7 @@ BENCHES = {  # name -> extra arguments; the defaults are the documented settings
     "workers": ["--trials", "12"],
     "reporting": [],
     "search": ["--seeds", "3", "--cap", "100"],
+    "gradnorms": ["--rounds", "5"],
     "gpu": [],  # skipped without an NVIDIA GPU
 }
 

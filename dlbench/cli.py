@@ -15,6 +15,7 @@ from pathlib import Path
 from dlbench.progress import quiet_libraries
 
 EXPERIMENTS_DIR = Path("experiments")
+LISTS = ("models", "datasets", "experiments", "techniques")  # what `dlbench list` prints
 
 RUN_HELP = """\
 Tune every arm of the ablation with Optuna under the same budget, re-run each arm's best configuration with
@@ -60,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
                                                      "changes the experiment, so it cannot resume other epochs)")
     r.add_argument("--seeds", type=_positive, help="seed repeats of each arm's best configuration (overrides seeds)")
     r.add_argument("--arms", help="comma-separated subset of arms to run, e.g. relu,sigmoid")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one value of the spec (repeatable): a dotted key and a TOML value, e.g. --set "
+                        "dataset.train_size=1000 --set fixed.width=512. The variant is stored as experiment "
+                        "'<name>.<key>-<value>', e.g. dropout.train_size-1000 (unless you --set name=...), apart from the spec's own results")
     r.add_argument("--workers", type=_positive, default=1,
                    help="worker processes on this machine sharing the studies (CPU threads are divided between "
                         "them); run the same command on other machines with a shared --storage to scale out")
@@ -91,10 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
     c.add_argument("--no-log", action="store_true", help="print only; do not update the `comparison` run")
 
-    ls = sub.add_parser("list", help="registered models, datasets and shipped experiments",
-                        description="List what is registered, one line each with a short description.")
+    ls = sub.add_parser("list", help="registered models, datasets, shipped experiments and technique switches",
+                        description="List what is registered, one line each with a short description. "
+                                    "`dlbench list techniques` prints every technique switch a spec can set "
+                                    "([fixed], [search] or an arm): its values, default and the models it applies to.")
     ls.add_argument("what", nargs="?", default="models,datasets,experiments",
-                    help="comma-separated: models, datasets, experiments (default: all three)")
+                    help=f"comma-separated: {', '.join(LISTS)} (default: models,datasets,experiments)")
 
     ui = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1 over this project's store",
                         description="Start the MLflow UI on 127.0.0.1 (Ctrl-C stops it).")
@@ -118,7 +125,7 @@ def cmd_run(args) -> int:
 
     overrides = dict(trials=args.trials, epochs=args.epochs, seeds=args.seeds,
                      arms=[a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None)
-    exp = spaces.load(args.spec, **overrides)
+    exp = spaces.load(args.spec, args.set, **overrides)
     if args.quick:
         from dlbench.spec import with_overrides
 
@@ -182,9 +189,9 @@ def cmd_compare(args) -> int:
 
 def cmd_list(args) -> int:
     wanted = [w.strip() for w in args.what.split(",") if w.strip()]
-    unknown = [w for w in wanted if w not in ("models", "datasets", "experiments")]
+    unknown = [w for w in wanted if w not in LISTS]
     if unknown:
-        print(f"dlbench list: unknown kind {unknown[0]!r}; choose from models, datasets, experiments", file=sys.stderr)
+        print(f"dlbench list: unknown kind {unknown[0]!r}; choose from {', '.join(LISTS)}", file=sys.stderr)
         return 2
     if "models" in wanted:
         from dlbench import models
@@ -208,6 +215,11 @@ def cmd_list(args) -> int:
             except tomllib.TOMLDecodeError:
                 desc = "(not valid TOML)"
             print(f"  {path.name:<28}{desc}")
+    if "techniques" in wanted:
+        from dlbench import techniques
+
+        print("techniques (switch, where it acts, what it does; then its values, default and models):")
+        print(techniques.table())
     return 0
 
 

@@ -25,7 +25,7 @@ LayerHook = Callable[[int, int, dict[str, float]], None]
 @dataclasses.dataclass
 class PretrainResult:
     losses: dict[int, list[float]]  # hidden layer -> its autoencoder's training loss per epoch
-    weights: dict[int, tuple[np.ndarray, np.ndarray]]  # hidden layer -> (kernel, bias) copied into `dense_<i>`
+    weights: dict[int, tuple[np.ndarray, np.ndarray]]  # hidden layer -> (kernel, bias) copied into its Dense
     rows: int  # input rows the autoencoders were trained on
     seconds: float
 
@@ -68,7 +68,7 @@ def greedy_layerwise(model, hp: mlp.HParams, x: np.ndarray, train_hp: train.Trai
     (in inference mode: dropout off).
 
     Args:
-        model: an MLP built by `mlp.build(hp, ...)` (layers `dense_<i>`, `act_<i>`); changed in place.
+        model: an MLP built by `mlp.build(hp, ...)`; its hidden layers (`mlp.hidden_layers`) change in place.
         hp: its hyperparameters; `hp.pretrain` is "ae" or "dae".
         x: unlabeled inputs in the model's input shape (see `unlabeled_inputs`).
         train_hp: the run's training settings (optimizer kind, momentum, batch size).
@@ -87,11 +87,13 @@ def greedy_layerwise(model, hp: mlp.HParams, x: np.ndarray, train_hp: train.Trai
         raise ValueError(f"pretrain must be 'ae' or 'dae'; got {hp.pretrain!r}")
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    opt_hp = dataclasses.replace(train_hp, learning_rate=hp.pretrain_learning_rate)
+    # The supervised optimizer at the pretraining rate, held constant: the run's schedule is for its own epochs.
+    opt_hp = dataclasses.replace(train_hp, learning_rate=hp.pretrain_learning_rate, lr_schedule="constant",
+                                 warmup_epochs=0, lr_step_epochs=None)
     h = np.asarray(x, dtype="float32").reshape(len(x), -1)
     result = PretrainResult({}, {}, len(h), 0.0)
     inputs_in_unit_interval = bool(h.min() >= 0.0 and h.max() <= 1.0)
-    for i in range(hp.depth):
+    for i, hidden in enumerate(mlp.hidden_layers(model, hp.depth)):
         # Layer 0 sees the data; the layers above see the units below, in (0, 1) only if they are sigmoids.
         ae_hp = layer_autoencoder(hp, bounded=inputs_in_unit_interval if i == 0 else hp.activation == "sigmoid")
         ae = autoencoder.build_for_shape(ae_hp, (h.shape[1],), name=f"pretrain_{i}")
@@ -110,9 +112,9 @@ def greedy_layerwise(model, hp: mlp.HParams, x: np.ndarray, train_hp: train.Trai
         ae.fit(h, h, batch_size=train_hp.batch_size, epochs=hp.pretrain_epochs, shuffle=True, verbose=0,
                callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
         kernel, bias = ae.get_layer("code").get_weights()
-        model.get_layer(f"dense_{i}").set_weights([kernel, bias])
+        hidden.dense.set_weights([kernel, bias])
         result.weights[i] = (kernel, bias)
-        below = keras.Model(model.input, model.get_layer(f"act_{i}").output)
+        below = keras.Model(model.input, hidden.last.output)
         h = np.asarray(keras.ops.convert_to_numpy(below(x, training=False)), dtype="float32")
     result.seconds = time.perf_counter() - start
     return result

@@ -31,16 +31,17 @@ class Params:
     model_name: str = ""  # the registry name of the model builder these parameters are for
 
 
-def load(path: str | Path, **overrides) -> Experiment:
-    """`spec.load`, command-line overrides, then `check`: everything a run validates before it starts."""
-    exp = spec.load(path)
+def load(path: str | Path, sets: typing.Sequence[str] = (), **overrides) -> Experiment:
+    """`spec.load` with `--set` overrides, `check`, then the budget overrides: everything a run validates before
+    it starts."""
+    exp = spec.load(path, sets)
     check(exp)
     if any(v is not None for v in overrides.values()):
         exp = spec.with_overrides(exp, **overrides)
     return exp
 
 
-def _fields(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
@@ -50,29 +51,52 @@ def _adapter(annotation: Any) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(annotation, config=pydantic.ConfigDict(strict=True))
 
 
+# Trainer parameters a model may declare itself, taking them over: the autoencoder's `loss` is its reconstruction
+# loss, not the classifier loss switch.
+MODEL_MAY_OWN = frozenset({"loss"})
+# Trainer switches that shape a softmax classifier's loss, which a model with its own loss does not use.
+CLASSIFIER_LOSS_SWITCHES = ("loss", "label_smoothing")
+
+
 def _owners(model_name: str) -> dict[str, tuple[type, Any]]:
     """name -> (HParams class, field annotation) for the model's and the trainer's hyperparameters."""
-    model_fields = _fields(models.get(model_name).hparams)
-    train_fields = _fields(TrainHParams)
-    overlap = set(model_fields) & set(train_fields)
+    model_fields = field_types(models.get(model_name).hparams)
+    train_fields = field_types(TrainHParams)
+    overlap = set(model_fields) & set(train_fields) - MODEL_MAY_OWN
     if overlap:
         raise ValueError(f"There is overlap between model and training hparams of {model_name!r}: {sorted(overlap)}")
-    owners = {k: (models.get(model_name).hparams, t) for k, t in model_fields.items()}
-    owners.update({k: (TrainHParams, t) for k, t in train_fields.items()})
+    owners = {k: (TrainHParams, t) for k, t in train_fields.items()}
+    owners.update({k: (models.get(model_name).hparams, t) for k, t in model_fields.items()})
     return owners
 
 
-def _allowed_values(annotation: Any) -> str:
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def _bounds(meta: Any) -> list[str]:
+    """'>= 0', '< 1', ... from a pydantic Field's constraints (annotated_types Ge, Lt, ...)."""
+    out = []
+    for constraint in getattr(meta, "metadata", [meta]):
+        for key, sign in _BOUNDS.items():
+            if hasattr(constraint, key):
+                out.append(f"{sign} {getattr(constraint, key):g}")
+    return out
+
+
+def allowed_values(annotation: Any) -> str:
+    """What a parameter of this type accepts, in words: "float (>= 0, < 1)", "one of 'a', 'b'", ..."""
     args = typing.get_args(annotation)
     base = typing.get_origin(annotation)
     if base is typing.Annotated:
         inner, *meta = args
-        bounds = ", ".join(str(m) for m in meta)
-        return f"{getattr(inner, '__name__', inner)} ({bounds})" if bounds else _allowed_values(inner)
+        bounds = ", ".join(b for m in meta for b in _bounds(m))
+        return f"{getattr(inner, '__name__', inner)} ({bounds})" if bounds else allowed_values(inner)
+    if annotation is type(None):
+        return "absent (unset)"
     if base is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if base in (typing.Union, types.UnionType):
-        return " or ".join(_allowed_values(a) for a in args)
+        return " or ".join(allowed_values(a) for a in args)
     if annotation is bool:
         return "true or false"
     return getattr(annotation, "__name__", str(annotation))
@@ -84,7 +108,7 @@ def _check_value(exp: Experiment, field: str, annotation: Any, value: Any) -> No
     try:
         _adapter(annotation).validate_python(value)
     except pydantic.ValidationError:
-        raise SpecError(exp.path, field, f"{value!r} is not allowed; expected {_allowed_values(annotation)}") from None
+        raise SpecError(exp.path, field, f"{value!r} is not allowed; expected {allowed_values(annotation)}") from None
 
 
 def _is_int(v: Any) -> bool:
@@ -119,7 +143,7 @@ def check(exp: Experiment) -> None:
     except ValueError:
         raise SpecError(exp.path, "dataset", f"unknown dataset {exp.dataset.name!r}; known datasets: "
                         f"{', '.join(data.names())}") from None
-    opt_fields = _fields(ds.options)
+    opt_fields = field_types(ds.options)
     for k, v in exp.dataset.options.items():
         if k not in opt_fields:
             raise SpecError(exp.path, f"dataset.{k}", f"unknown option of dataset {ds.name!r}; allowed: "
@@ -148,6 +172,8 @@ def check(exp: Experiment) -> None:
             for name, value in params.items():
                 _check_param(exp, f"{section}.{name}", name, value, owners, model)
         _check_combinations(exp, arm, entry.hparams, owners)
+        _check_combinations(exp, arm, TrainHParams, owners)
+        _check_recipe(exp, arm, entry, owners)
         _check_speed_settings(exp, arm)
 
 
@@ -160,7 +186,7 @@ def _check_param(exp: Experiment, field: str, name: str, value: Any, owners: dic
         base = _base_type(annotation)
         if base not in (int, float):
             raise SpecError(exp.path, field, f"{name} is not numeric, so it cannot be a range; use "
-                            f"{{ choices = [...] }} with {_allowed_values(annotation)}")
+                            f"{{ choices = [...] }} with {allowed_values(annotation)}")
         if base is int and not (float(value.low).is_integer() and float(value.high).is_integer()):
             raise SpecError(exp.path, field, f"{name} is an integer: low and high must be integers")
         _check_value(exp, f"{field}.low", annotation, int(value.low) if base is int else value.low)
@@ -176,8 +202,9 @@ _MAX_COMBINATIONS = 4096
 
 
 def _check_combinations(exp: Experiment, arm: spec.Arm, model_cls: type, owners: dict) -> None:
-    """Values that are each allowed but not together (e.g. pretraining with batch norm), refused by the builder's
-    HParams. Tries every combination of the fixed values, the choices and the ends of the ranges (up to 4096)."""
+    """Values that are each allowed but not together (e.g. pretraining with batch norm, a step schedule without
+    its step), refused by `model_cls` (the builder's HParams or TrainHParams). Tries every combination of the fixed
+    values, the choices and the ends of the ranges (up to 4096)."""
     candidates = {}
     for name, value in exp.params_for(arm).items():
         if owners[name][0] is not model_cls:
@@ -194,8 +221,31 @@ def _check_combinations(exp: Experiment, arm: spec.Arm, model_cls: type, owners:
         try:
             model_cls(**dict(zip(names, combo)))
         except ValueError as e:
-            raise SpecError(exp.path, f"arms.{arm.name}", f"this arm's parameters (fixed, searched and its own) "
+            field = _field_of(exp, arm, e.field) if getattr(e, "field", None) else f"arms.{arm.name}"
+            raise SpecError(exp.path, field, f"this arm's parameters (fixed, searched and its own) "
                             f"can take values that do not go together: {e}") from None
+
+
+def _field_of(exp: Experiment, arm: spec.Arm, name: str) -> str:
+    """Where the arm's value of `name` is written: its own section, else [search], else [fixed]."""
+    return next((f"{section}.{name}" for section, values in
+                 ((f"arms.{arm.name}", arm.params), ("search", exp.search), ("fixed", exp.fixed)) if name in values),
+                name)
+
+
+def _check_recipe(exp: Experiment, arm: spec.Arm, entry, owners: dict) -> None:
+    """Training-recipe switches the arm's model or budget cannot use."""
+    params = exp.params_for(arm)
+    own_loss = entry.own_loss
+    for name in CLASSIFIER_LOSS_SWITCHES:
+        if name in params and owners[name][0] is TrainHParams and (own_loss or entry.task != "classification"):
+            raise SpecError(exp.path, _field_of(exp, arm, name), f"model {exp.model_for(arm)!r} is trained with its "
+                            f"own loss, so {name} (for softmax classifiers) does not apply to it")
+    given = params.get("warmup_epochs", 0)
+    warmup = given.high if isinstance(given, Range) else max(_values(given))
+    if warmup >= exp.budget.epochs:
+        raise SpecError(exp.path, _field_of(exp, arm, "warmup_epochs"), f"warm-up of {warmup:g} epochs leaves no "
+                        f"epoch of the budget's {exp.budget.epochs} after it; use fewer warmup_epochs")
 
 
 def _values(value: Any) -> tuple:
@@ -209,10 +259,7 @@ def _check_speed_settings(exp: Experiment, arm: spec.Arm) -> None:
     jit = _values(params.get("jit_compile", defaults.jit_compile))
     deterministic = _values(params.get("deterministic", defaults.deterministic))
     if runtime.backend_name() == "tensorflow" and True in jit and True in deterministic:
-        field = next((f"{section}.jit_compile" for section, values in
-                      ((f"arms.{arm.name}", arm.params), ("search", exp.search), ("fixed", exp.fixed))
-                      if "jit_compile" in values), "jit_compile")
-        raise SpecError(exp.path, field, "jit_compile = true cannot run with TensorFlow op determinism on (Keras "
+        raise SpecError(exp.path, _field_of(exp, arm, "jit_compile"), "jit_compile = true cannot run with TensorFlow op determinism on (Keras "
                         "turns XLA off under it); set deterministic = false beside it, use jit_compile = \"auto\", or "
                         "use the JAX backend (KERAS_BACKEND=jax)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -9,7 +10,7 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import pydantic
 
@@ -234,11 +235,12 @@ def _pydantic_message(path: str | Path, err: dict) -> SpecError:
 # === Loading ===
 
 
-def load(path: str | Path) -> Experiment:
+def load(path: str | Path, sets: Sequence[str] = ()) -> Experiment:
     """Read and validate a spec file.
 
     Args:
         path: a TOML file (see experiments/ and DESIGN.md for the format).
+        sets: `--set` overrides, "dotted.key=value" (see `apply_sets`).
 
     Returns:
         The frozen Experiment.
@@ -258,7 +260,41 @@ def load(path: str | Path) -> Experiment:
             field = ".".join(p.strip(" '") for p in m.group(1).split(","))
             raise SpecError(path, field, f"declared twice (duplicate arm or table): {e}") from None
         raise SpecError(path, "(syntax)", f"not valid TOML: {e}") from None
-    return parse(raw, path)
+    return parse(apply_sets(raw, sets, path), path)
+
+
+def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: str | Path = "<spec>") -> dict[str, Any]:
+    """The spec mapping with `--set` overrides applied, before it is validated.
+
+    Each override is "dotted.key=value": the key a path into the spec's tables (`dataset.train_size`,
+    `budget.epochs`, `fixed.width`, `arms.dropout.dropout`), the value a TOML value (a bare word is a string:
+    `--set fixed.activation=relu`). Unless `name` is set too, the experiment is renamed
+    `<name>.<key>-<value>...` (e.g. `dropout.train_size-1000`), so a variant never mixes with the spec's own
+    results.
+    """
+    raw = copy.deepcopy(raw)
+    suffix = []
+    for item in sets:
+        key, sep, text = item.partition("=")
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or not all(parts):
+            raise SpecError(path, "--set", f"expected key=value (e.g. dataset.train_size=1000); got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        table = raw
+        for i, part in enumerate(parts[:-1]):
+            if part == "dataset" and i == 0 and isinstance(table.get("dataset"), str):
+                table["dataset"] = {"name": table["dataset"]}  # dataset = "digits" is short for { name = ... }
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise SpecError(path, "--set", f"{'.'.join(parts[:i + 1])} is a value, not a table; cannot set {key}")
+        table[parts[-1]] = value
+        suffix.append(re.sub(r"[^A-Za-z0-9_.-]", "_", f"{parts[-1]}-{value}"))
+    if suffix and not any(item.partition("=")[0].strip() == "name" for item in sets):
+        raw["name"] = ".".join([str(raw.get("name", "")), *suffix])
+    return raw
 
 
 def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:

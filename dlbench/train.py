@@ -9,9 +9,11 @@ from typing import Annotated, Any, Callable, Literal, Sequence
 
 import pydantic
 
-from dlbench import runtime
+from dlbench import gradnorms, recipe, runtime
 
-Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad"]
+Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "adamw", "nadam", "rmsprop", "adagrad", "adadelta"]
+Schedule = Literal["constant", "step", "exponential", "cosine", "warmup_cosine", "plateau"]
+NonNegative = Annotated[float, pydantic.Field(ge=0.0)]
 Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 EpochHook = Callable[[int, dict[str, float]], None]
 # Epochs between checkpoints by default: bench/overhead.py measures the cost (goal: under 2% of a trial).
@@ -24,11 +26,29 @@ class TrainHParams:
     learning_rate: Annotated[float, pydantic.Field(gt=0.0)] = 1e-3
     momentum: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.9  # used by momentum and nesterov only
     batch_size: Annotated[int, pydantic.Field(ge=1)] = 32
+    # === Training recipe (dlbench.recipe says exactly what each does) ===
+    weight_decay: NonNegative = 0.0  # decoupled decay: adamw, and SGDW for sgd/momentum/nesterov
+    lr_schedule: Schedule = "constant"
+    warmup_epochs: Annotated[int, pydantic.Field(ge=0)] = 0  # linear warm-up (any schedule but plateau)
+    lr_decay: Annotated[float, pydantic.Field(gt=0.0, le=1.0)] = 0.1  # factor of step, exponential, plateau
+    lr_step_epochs: Annotated[int, pydantic.Field(ge=1)] | None = None  # step size; plateau's patience
+    clip_norm: NonNegative = 0.0  # 0 = off, else the largest global gradient norm
+    label_smoothing: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.0
+    loss: Literal["cross_entropy", "mse", "hinge"] = "cross_entropy"  # softmax classifiers
+    early_stopping: Annotated[int, pydantic.Field(ge=0)] = 0  # 0 = off, else patience in epochs
+    select: Literal["best", "last"] = "best"  # the weights tested: the best validation epoch's, or the last
+    # Epochs between grad_norm/<layer> logs; 0 = none; "auto": at most 5% extra compute (dlbench.gradnorms.every)
+    grad_norm_every: Literal["auto"] | Annotated[int, pydantic.Field(ge=0)] = "auto"
     # === Speed settings (part of the spec hash like every parameter) ===
     precision: Precision = "float32"  # a Keras dtype policy; output layers stay float32
     jit_compile: Literal["auto"] | bool = "auto"  # XLA; "auto" is Keras's choice
     deterministic: bool = True  # op determinism (TensorFlow: tf.config.experimental.enable_op_determinism)
     checkpoint_every: Annotated[int, pydantic.Field(ge=0)] = CHECKPOINT_EVERY  # epochs; 0 = no checkpoints
+
+    def __post_init__(self):
+        from dlbench import recipe
+
+        recipe.check(self)
 
 
 @dataclasses.dataclass
@@ -96,12 +116,22 @@ class FitResult:
     examples_per_second: float = 0.0  # training throughput: examples seen in this process / training seconds
     settings: dict[str, str] = dataclasses.field(default_factory=dict)  # precision, determinism, jit_compile in force
     model: Any = dataclasses.field(default=None, repr=False)  # the trained model (best weights if tested)
+    epochs_trained: int = 0  # fewer than the budget when early stopping stopped the run
 
     def metrics(self, monitor: str) -> dict[str, float]:
-        """What a finished run logs to MLflow besides its per-epoch history."""
+        """What a finished run logs to MLflow besides its per-epoch history. `best_<monitor>` and `best_epoch`
+        are those of the selected weights (`select`: the best validation epoch, or the last)."""
         return {**self.test, f"best_{monitor}": self.best_value, "best_epoch": self.best_epoch,
+                "epochs_trained": self.epochs_trained,
                 "train_seconds": self.seconds, "params_count": self.params_count,
                 "flops_per_example": self.flops_per_example, "examples_per_second": self.examples_per_second}
+
+
+def stops_early(values: Sequence[float], best_epoch: int, patience: int) -> bool:
+    """Whether early stopping ends training after the last of `values` (the monitored metric, one per epoch,
+    0-based `best_epoch` the best of them, -1 if none is finite): `patience` epochs have passed without a better
+    one (0 = never stop)."""
+    return bool(patience) and len(values) - 1 - best_epoch >= patience
 
 
 def direction(metric: str) -> str:
@@ -109,22 +139,11 @@ def direction(metric: str) -> str:
     return "minimize" if ("loss" in metric or "error" in metric) else "maximize"
 
 
-def optimizer(hp: TrainHParams):
-    import keras
+def optimizer(hp: TrainHParams, steps_per_epoch: int = 1, epochs: int = 1):
+    """The Keras optimizer of `hp` (dlbench.recipe)."""
+    from dlbench import recipe
 
-    if hp.optimizer == "sgd":
-        return keras.optimizers.SGD(hp.learning_rate)
-    if hp.optimizer == "momentum":
-        return keras.optimizers.SGD(hp.learning_rate, momentum=hp.momentum)
-    if hp.optimizer == "nesterov":
-        return keras.optimizers.SGD(hp.learning_rate, momentum=hp.momentum, nesterov=True)
-    if hp.optimizer == "adam":
-        return keras.optimizers.Adam(hp.learning_rate)
-    if hp.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(hp.learning_rate)
-    if hp.optimizer == "adagrad":
-        return keras.optimizers.Adagrad(hp.learning_rate)
-    raise ValueError(f"Unknown optimizer {hp.optimizer!r}")
+    return recipe.optimizer(hp, steps_per_epoch, epochs)
 
 
 def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: int, monitor: str,
@@ -169,8 +188,13 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
     keras.utils.set_random_seed(seed)
     with runtime.precision(hp.precision):
         model = runtime.float32_outputs(build())
-    model.compile(optimizer=optimizer(hp), loss=loss or objective.loss, jit_compile=hp.jit_compile,
+    if loss is None and task == "classification":
+        loss = recipe.classifier_loss(hp)
+    steps = math.ceil(len(data.train) / hp.batch_size)
+    model.compile(optimizer=optimizer(hp, steps, epochs), loss=loss or objective.loss, jit_compile=hp.jit_compile,
                   metrics=[_metric(m) for m in objective.metrics], steps_per_execution=STEPS_PER_EXECUTION)
+    norm_every = gradnorms.every(hp.grad_norm_every, len(data.train))
+    norms = gradnorms.Sampler(model, data.train.x, target(data.train), seed) if norm_every else None
     settings = {"precision": hp.precision, "determinism": "on" if deterministic else "off",
                 "jit_compile": str(bool(model.jit_compile)).lower()}
 
@@ -194,6 +218,7 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
 
     def on_epoch_end(epoch: int, logs: dict | None) -> None:
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        logs["learning_rate"] = recipe.current_rate(model.optimizer)  # what the next step applies
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
         if monitor not in logs:
@@ -201,10 +226,15 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
         value = logs[monitor]
         if math.isfinite(value) and (value < best["value"] if mode == "minimize" else value > best["value"]):
             best.update(epoch=epoch, value=value, weights=model.get_weights())
+        sampled = dict(logs)  # epoch metrics, and on sampled epochs the gradient norms (not kept in the history)
+        if norms is not None and math.isfinite(logs.get("loss", 0.0)) and gradnorms.due(epoch, norm_every):
+            sampled.update(norms())
         for hook in hooks:
-            hook(epoch, logs)
+            hook(epoch, sampled)
         if not math.isfinite(logs.get("loss", 0.0)):
             raise Diverged(epoch, logs)
+        if stops_early(history[monitor], int(best["epoch"]), hp.early_stopping):
+            model.stop_training = True
         if checkpoint and hp.checkpoint_every and (epoch + 1) % hp.checkpoint_every == 0 and epoch + 1 < epochs:
             checkpoint(state(epoch))
 
@@ -216,11 +246,14 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
             data.train.x, target(data.train), batch_size=hp.batch_size, epochs=epochs, initial_epoch=first,
             shuffle=True, verbose=0, validation_data=(data.val.x, target(data.val)),
             validation_batch_size=max(hp.batch_size, 1024),
-            callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
+            callbacks=[*recipe.callbacks(hp, monitor, mode), keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
         )
     seconds = time.perf_counter() - start
     if best["weights"] is None:
         raise Diverged(epochs - 1, {k: v[-1] for k, v in history.items()})
+    if hp.select == "last":  # the weights as training left them, judged by their own validation score
+        last = len(history[monitor]) - 1
+        best.update(epoch=last, value=history[monitor][last], weights=model.get_weights())
 
     test: dict[str, float] = {}
     if evaluate_test:
@@ -232,7 +265,8 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
 
     seen = len(data.train) * max(0, epochs - first)
     return FitResult(history, int(best["epoch"]), float(best["value"]), test, seconds, int(model.count_params()),
-                     flops_per_example(model), seen / seconds if seconds > 0 else 0.0, settings, model)
+                     flops_per_example(model), seen / seconds if seconds > 0 else 0.0, settings, model,
+                     epochs_trained=len(history.get(monitor, [])))
 
 
 def save_model(model, path) -> None:

@@ -48,7 +48,8 @@ def ui(tmp_path_factory):
     """A finished quick experiment and `dlbench ui` serving its store on 127.0.0.1."""
     tmp = tmp_path_factory.mktemp("ui")
     storage, uri = str(tmp / "studies"), f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
-    dlbench("run", str(SPECS / "tiny.toml"), "--quick", "--storage", storage, "--tracking-uri", uri)
+    dlbench("run", str(SPECS / "tiny.toml"), "--quick", "--trials", "1", "--epochs", "1", "--storage", storage,
+            "--tracking-uri", uri)
     port = _free_port()
     log = open(tmp / "ui.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "dlbench", "ui", "--port", str(port), "--tracking-uri", uri],

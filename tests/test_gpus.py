@@ -83,7 +83,7 @@ def test_precision_builds_under_the_policy_with_float32_outputs(policy, compute)
     result = train.fit(lambda: mlp.build(mlp.HParams(depth=1, width=16), DIGITS), DIGITS, hp, epochs=1, seed=0,
                        monitor="val_accuracy")
     model = result.model
-    hidden = model.get_layer("dense_0")
+    hidden = mlp.hidden_layers(model, 1)[0].dense
     assert hidden.dtype_policy.name == policy and hidden.compute_dtype == compute
     assert str(model.outputs[0].dtype) == "float32" and model.get_layer("head").compute_dtype == "float32"
     assert result.settings["precision"] == policy
@@ -121,11 +121,12 @@ def test_the_run_tags_say_what_was_in_force(stores, tmp_path):
     storage, uri = stores
     text = Path(TINY).read_text().replace("[fixed]", '[fixed]\nprecision = "mixed_bfloat16"\ndeterministic = false\n'
                                                      "jit_compile = true")
-    dlbench("run", str(write_spec(tmp_path, text)), "--quick", "--storage", storage, "--tracking-uri", uri)
+    dlbench("run", str(write_spec(tmp_path, text)), "--quick", "--trials", "1", "--arms", "tanh", "--storage",
+            storage, "--tracking-uri", uri)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("tiny-quick")
     runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags["dlbench.role"] in ("trial", "repeat")]
-    assert runs and all(r.data.tags["dlbench.precision"] == "mixed_bfloat16" for r in runs)
+    assert len(runs) == 3 and all(r.data.tags["dlbench.precision"] == "mixed_bfloat16" for r in runs)
     assert all(r.data.tags["dlbench.determinism"] == "off" and r.data.tags["dlbench.jit_compile"] == "true"
                for r in runs)
     assert all(r.data.params["precision"] == "mixed_bfloat16" for r in runs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
@@ -31,33 +32,58 @@ def test_mlp_layer_names_do_not_depend_on_dropout_rate():
     a = mlp.build(mlp.HParams(depth=3, width=8, dropout=0.0), DIGITS)
     b = mlp.build(mlp.HParams(depth=3, width=8, dropout=0.5), DIGITS)
     assert [l.name for l in a.layers] == [l.name for l in b.layers]
-    assert [l.rate for l in _layers(b, "Dropout")] == [0.5, 0.5, 0.5]
+    assert [l.rate for l in _layers(b, "Dropout")] == [0.0, 0.5, 0.5, 0.5]  # input_dropout, then each hidden layer
 
 
 def test_batch_norm_switch_adds_bn_and_drops_dense_bias():
     m = mlp.build(mlp.HParams(depth=2, width=8, batch_norm=True), DIGITS)
     assert len(_layers(m, "BatchNormalization")) == 2
-    assert m.get_layer("dense_0").use_bias is False
+    assert m.get_layer("hidden_0_dense").use_bias is False
     assert m.get_layer("head").use_bias is True
 
 
-@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "elu", "leaky_relu", "linear"])
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "elu", "leaky_relu", "linear", "selu", "gelu", "swish",
+                                 "softplus"])
 def test_every_activation_builds_and_trains_one_step(act):
     m = mlp.build(mlp.HParams(depth=1, width=8, activation=act), DIGITS)
     m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     hist = m.fit(DIGITS.train.x[:64], DIGITS.train.y[:64], epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
-    assert m.get_layer("act_0") is not None
+    assert m.get_layer("hidden_0_act").name == "hidden_0_act"
 
 
 def test_standard_uniform_init_is_bounded_by_one_over_sqrt_fan_in():
     m = mlp.build(mlp.HParams(depth=1, width=256, init="standard_uniform"), DIGITS)
-    w = np.asarray(m.get_layer("dense_0").kernel)
+    w = np.asarray(m.get_layer("hidden_0_dense").kernel)
     bound = 1 / np.sqrt(64)
     assert np.abs(w).max() <= bound
     assert np.abs(w).max() > 0.9 * bound  # a uniform over the whole interval, not a narrower one
     small = mlp.build(mlp.HParams(depth=1, width=256, init="small_normal"), DIGITS)
-    assert np.std(np.asarray(small.get_layer("dense_0").kernel)) == pytest.approx(0.01, rel=0.1)
+    assert np.std(np.asarray(small.get_layer("hidden_0_dense").kernel)) == pytest.approx(0.01, rel=0.1)
+
+
+def test_mlp_takes_the_shared_switches_and_names_its_layers_like_the_blocks():
+    assert issubclass(mlp.HParams, blocks.Switches)
+    assert mlp.HParams().init == "glorot_uniform" and blocks.Switches().init == "he_normal"  # the MLP keeps its own
+    m = mlp.build(mlp.HParams(depth=2, width=8, batch_norm=True), DIGITS)
+    assert [l.name for l in m.layers] == [
+        "inputs", "augment", "input_noise", "input_dropout",
+        "hidden_0_dense", "hidden_0_bn", "hidden_0_act", "hidden_0_dropout",
+        "hidden_1_dense", "hidden_1_bn", "hidden_1_act", "hidden_1_dropout", "head"]
+    assert [(h.dense.name, h.last.name) for h in mlp.hidden_layers(m, 2)] == [
+        ("hidden_0_dense", "hidden_0_dropout"), ("hidden_1_dense", "hidden_1_dropout")]
+    # Images are flattened after the input layers; flips and shifts need images, so flat inputs refuse them.
+    images = mlp.build(mlp.HParams(depth=1, width=8, augment="flip"), _info((8, 8, 1)))
+    assert images.get_layer("flatten").output.shape == (None, 64)
+    with pytest.raises(ValueError, match="augment = 'flip' flips and shifts images.*flat vectors"):
+        mlp.build(mlp.HParams(depth=1, width=8, augment="flip"), DIGITS)
+
+
+def test_mlp_max_norm_needs_hidden_layers():
+    with pytest.raises(ValueError, match="max_norm constrains hidden layers; this mlp has depth = 0, so it has none"):
+        mlp.HParams(depth=0, max_norm=3.0)
+    assert mlp.HParams(depth=1, max_norm=3.0).max_norm == 3.0
+    assert mlp.HParams(depth=0).depth == 0  # depth 0 alone is softmax regression, allowed
 
 
 def test_registry_refuses_unknown_names_listing_known_ones():
@@ -272,7 +298,8 @@ def test_catalogue_switches_apply_to_every_conv_block():
     convs = _layers(m, "Conv2D")
     assert len(convs) == 6 and all(not c.use_bias for c in convs)
     assert len(_layers(m, "BatchNormalization")) == 6 + 2  # each conv and each hidden dense layer
-    assert {l.rate for l in _layers(m, "Dropout")} == {0.25} and len(_layers(m, "Dropout")) == 8
+    hidden_dropouts = [l for l in _layers(m, "Dropout") if l.name != "input_dropout"]
+    assert {l.rate for l in hidden_dropouts} == {0.25} and len(hidden_dropouts) == 8
     assert {l.activation.__name__ for l in _layers(m, "Activation")} == {"tanh"}
     bound = 1 / np.sqrt(3 * 3 * 4)  # standard_uniform: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]
     assert np.abs(np.asarray(m.get_layer("stage_0_1_conv").kernel)).max() <= bound
@@ -289,6 +316,193 @@ def test_image_builders_say_what_inputs_they_take(name):
     with pytest.raises(ValueError, match="needs images"):
         _build(name, (64,))
     assert (entry.accepts((40, 1)) is None) == (name == "cnn")
+
+
+# === Technique switches (blocks.Switches) ===
+
+PROBE = np.array([[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]], dtype="float32")
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+_ERF = np.vectorize(math.erf)
+ACTIVATIONS = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "tanh": np.tanh,
+    "elu": lambda x: np.where(x > 0, x, np.exp(x) - 1),
+    "leaky_relu": lambda x: np.where(x > 0, x, 0.01 * x),
+    "linear": lambda x: x,
+    "selu": lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * (np.exp(x) - 1)),
+    "gelu": lambda x: 0.5 * x * (1 + _ERF(x / np.sqrt(2))),  # the exact (erf) form, Keras's default
+    "swish": lambda x: x / (1 + np.exp(-x)),
+    "softplus": lambda x: np.log1p(np.exp(x)),
+}
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_each_activation_layer_computes_its_function(act):
+    m = mlp.build(mlp.HParams(depth=1, width=7, activation=act), _info((7,)))
+    m.get_layer("hidden_0_dense").set_weights([np.eye(7, dtype="float32"), np.zeros(7, dtype="float32")])
+    out = np.asarray(_output(m, "hidden_0_act", PROBE))  # the activation applied to the probe itself
+    np.testing.assert_allclose(out, ACTIVATIONS[act](PROBE.astype("float64")), rtol=1e-5, atol=1e-6)
+
+
+def test_negative_slope_sets_the_leaky_relu_slope_in_every_block():
+    # leaky_relu(-1) = -negative_slope; positive inputs pass unchanged.
+    layer = blocks.activation("leaky_relu", "act", negative_slope=0.2)
+    np.testing.assert_allclose(np.asarray(layer(np.array([[-1.0, -0.5, 2.0]], dtype="float32"))), [[-0.2, -0.1, 2.0]])
+    m = _build("resnet", (8, 8, 1), depth=8, activation="leaky_relu", negative_slope=0.2)
+    slopes = {l.name: l.negative_slope for l in _layers(m, "LeakyReLU")}
+    assert len(slopes) == 1 + 3 * 2 and set(slopes.values()) == {0.2}  # the stem, and each block's a_act and out_act
+    assert "stage_0_block_0_out_act" in slopes
+    assert _build("cnn", (8, 8, 1), **SMALL["cnn"], activation="leaky_relu").get_layer(
+        "hidden_act").negative_slope == 0.01  # the default
+
+
+def _kernels(model) -> dict[str, tuple]:
+    """Layer name -> (regularizer, constraint) of every kernel: Dense, Conv and depthwise conv layers."""
+    import keras
+
+    out = {}
+    for l in model.layers:
+        if isinstance(l, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
+            out[l.name] = (l.depthwise_regularizer, l.depthwise_constraint)
+        elif isinstance(l, (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D)):
+            out[l.name] = (l.kernel_regularizer, l.kernel_constraint)
+    return out
+
+
+@pytest.mark.parametrize("name, shape, params, expected_kernels", [
+    ("mlp", (64,), dict(depth=2, width=8), 3),
+    ("cnn", (8, 8, 1), SMALL["cnn"], 4),  # two convs, the hidden dense layer and the head
+    ("mobilenet", (8, 8, 1), dict(width_multiplier=0.25, blocks=2), 6),  # stem, 2 x (depthwise, pointwise), head
+    ("resnet", (8, 8, 1), dict(depth=8), 10),  # stem, 3 x 2 convs, 2 projections, head
+])
+def test_l1_l2_penalize_every_kernel_including_the_head(name, shape, params, expected_kernels):
+    import keras
+
+    m = _build(name, shape, **params, l1=1e-3, l2=1e-2)
+    kernels = _kernels(m)
+    assert len(kernels) == expected_kernels and "head" in kernels
+    for layer, (reg, _) in kernels.items():
+        assert type(reg) is keras.regularizers.L1L2, layer
+        assert (reg.l1, reg.l2) == pytest.approx((1e-3, 1e-2)), layer
+    # The model's regularization loss is the penalty of exactly these kernels: sum l1 |w| + l2 w^2.
+    weights = [np.asarray(m.get_layer(layer).kernel) for layer in kernels]  # a depthwise layer's too
+    expected = sum(1e-3 * np.abs(w).sum() + 1e-2 * np.square(w).sum() for w in weights)
+    assert sum(float(x) for x in m.losses) == pytest.approx(expected, rel=1e-5)
+    # Off (both 0): no regularizer object and no loss term at all.
+    off = _build(name, shape, **params)
+    assert {reg for reg, _ in _kernels(off).values()} == {None} and not off.losses
+
+
+@pytest.mark.parametrize("name, shape, params, axes", [
+    ("mlp", (64,), dict(depth=2, width=8), {"hidden_0_dense": 0, "hidden_1_dense": 0}),
+    ("cnn", (8, 8, 1), SMALL["cnn"], {"block_0_0_conv": [0, 1, 2], "block_1_0_conv": [0, 1, 2], "hidden_dense": 0}),
+    ("cnn", (40, 1), SMALL["cnn"], {"block_0_0_conv": [0, 1], "block_1_0_conv": [0, 1], "hidden_dense": 0}),
+    ("mobilenet", (8, 8, 1), dict(width_multiplier=0.25, blocks=1),
+     {"stem_conv": [0, 1, 2], "block_0_dw_dwconv": [0, 1], "block_0_pw_conv": [0, 1, 2]}),
+])
+def test_max_norm_constrains_each_hidden_units_incoming_weights_not_the_head(name, shape, params, axes):
+    import keras
+
+    m = _build(name, shape, **params, max_norm=2.0)
+    constraints = {layer: c for layer, (_, c) in _kernels(m).items()}
+    assert constraints.pop("head") is None
+    assert set(constraints) == set(axes)
+    for layer, c in constraints.items():
+        assert type(c) is keras.constraints.MaxNorm and c.max_value == 2.0 and c.axis == axes[layer], layer
+        # A kernel far too large comes back with every unit's incoming vector rescaled to norm 2 exactly; the norm
+        # is over every axis but the unit's own (the last, or for a depthwise kernel the last two).
+        kernel = np.asarray(m.get_layer(layer).kernel)
+        big = np.random.default_rng(0).normal(10.0, 1.0, size=kernel.shape).astype("float32")
+        unit_axes = tuple(range(kernel.ndim - (2 if "dw" in layer else 1)))
+        norms = np.sqrt(np.square(np.asarray(c(big))).sum(axis=unit_axes))
+        np.testing.assert_allclose(norms, 2.0, rtol=1e-5)
+        small = big / (10 * np.sqrt(np.square(big).sum(axis=unit_axes, keepdims=True)))  # norms 0.1: untouched
+        np.testing.assert_allclose(np.asarray(c(small)), small, rtol=1e-5)
+    assert {c for _, c in _kernels(_build(name, shape, **params)).values()} == {None}  # off by default
+
+
+def test_max_norm_holds_after_a_training_step():
+    # Keras applies the constraint after each optimizer update: a huge learning rate cannot push a hidden unit's
+    # incoming weights past max_norm, while the (unconstrained) head grows past it.
+    import keras
+
+    m = mlp.build(mlp.HParams(depth=1, width=8, max_norm=0.5), DIGITS)
+    norms = lambda layer: np.sqrt(np.square(np.asarray(m.get_layer(layer).kernel)).sum(axis=0))  # noqa: E731
+    assert norms("hidden_0_dense").min() > 0.5  # glorot_uniform from 64 inputs: norms near 0.94
+    m.compile(optimizer=keras.optimizers.SGD(learning_rate=100.0), loss="sparse_categorical_crossentropy")
+    m.fit(DIGITS.train.x[:64], DIGITS.train.y[:64], epochs=1, batch_size=64, verbose=0)
+    np.testing.assert_allclose(norms("hidden_0_dense"), 0.5, rtol=1e-4)
+    assert norms("head").max() > 0.5
+
+
+def test_input_noise_and_dropout_act_while_training_and_are_the_identity_at_inference():
+    off = mlp.build(mlp.HParams(depth=2, width=16), DIGITS)
+    on = mlp.build(mlp.HParams(depth=2, width=16, input_noise=0.5, input_dropout=0.5), DIGITS)
+    assert [l.name for l in on.layers] == [l.name for l in off.layers]
+    on.set_weights(off.get_weights())
+    x = DIGITS.train.x[:32]
+    np.testing.assert_array_equal(np.asarray(on(x, training=False)), np.asarray(off(x, training=False)))
+    # At 0 (hidden dropout 0 too) training changes nothing; switched on, the outputs move.
+    np.testing.assert_array_equal(np.asarray(off(x, training=True)), np.asarray(off(x, training=False)))
+    assert np.abs(np.asarray(on(x, training=True)) - np.asarray(off(x, training=False))).max() > 1e-3
+    # Each layer by value: noise of standard deviation 0.5; dropout zeroes half the inputs and doubles the rest.
+    zeros, ones = np.zeros((200, 64), dtype="float32"), np.ones((200, 64), dtype="float32")
+    noise = np.asarray(on.get_layer("input_noise")(zeros, training=True))
+    assert noise.std() == pytest.approx(0.5, rel=0.05) and abs(noise.mean()) < 0.02
+    dropped = np.asarray(on.get_layer("input_dropout")(ones, training=True))
+    assert set(np.unique(dropped)) == {0.0, 2.0} and (dropped == 0).mean() == pytest.approx(0.5, abs=0.03)
+    # The convolutional families share the same input layers.
+    cnn_model = _build("cnn", (8, 8, 1), **SMALL["cnn"], input_noise=0.1, input_dropout=0.2)
+    assert [l.name for l in cnn_model.layers[:4]] == ["inputs", "augment", "input_noise", "input_dropout"]
+    assert (cnn_model.get_layer("input_noise").stddev, cnn_model.get_layer("input_dropout").rate) == (0.1, 0.2)
+
+
+def _order(model, prefix: str) -> list[str]:
+    return [l.name[len(prefix) + 1:] for l in model.layers if l.name.startswith(prefix + "_")]
+
+
+def test_bn_position_after_puts_batch_norm_after_the_activation_and_keeps_the_bias():
+    before = mlp.build(mlp.HParams(depth=1, width=8, batch_norm=True), DIGITS)
+    after = mlp.build(mlp.HParams(depth=1, width=8, batch_norm=True, bn_position="after"), DIGITS)
+    assert _order(before, "hidden_0") == ["dense", "bn", "act", "dropout"]
+    assert _order(after, "hidden_0") == ["dense", "act", "bn", "dropout"]
+    assert before.get_layer("hidden_0_dense").use_bias is False and after.get_layer("hidden_0_dense").use_bias is True
+    # By value: with BN's beta at -5 a ReLU block ends negative only when BN comes after the ReLU.
+    for model, negative in ((before, False), (after, True)):
+        bn = model.get_layer("hidden_0_bn")
+        gamma, beta, mean, var = bn.get_weights()
+        bn.set_weights([gamma, beta - 5.0, mean, var])
+        out = np.asarray(_output(model, "hidden_0_dropout", DIGITS.train.x[:16]))
+        assert (out.max() < 0) if negative else (out.min() >= 0)
+    cnn_after = _build("cnn", (8, 8, 1), **SMALL["cnn"], batch_norm=True, bn_position="after")
+    assert _order(cnn_after, "block_0_0") == ["conv", "act", "bn", "dropout"]
+    assert all(c.use_bias for c in _layers(cnn_after, "Conv2D"))
+    # Without batch_norm the position changes nothing.
+    plain = [l.name for l in _build("cnn", (8, 8, 1), **SMALL["cnn"]).layers]
+    assert [l.name for l in _build("cnn", (8, 8, 1), **SMALL["cnn"], bn_position="after").layers] == plain
+
+
+def _feeds(model, name: str) -> list[str]:
+    """The layers whose outputs layer `name` reads, from the graph (model.layers orders branches by depth)."""
+    inputs = model.get_layer(name).input
+    return [l.name for t in (inputs if isinstance(inputs, list) else [inputs]) for l in model.layers if l.output is t]
+
+
+def test_resnet_bn_after_normalizes_each_activation_including_the_one_after_the_add():
+    block = "stage_1_block_0"  # downsampling: it has the projection shortcut
+    before = _build("resnet", (8, 8, 1), depth=8)
+    assert _feeds(before, f"{block}_a_act") == [f"{block}_a_bn"]
+    assert _feeds(before, f"{block}_add") == [f"{block}_b_bn", f"{block}_proj_bn"]
+    assert _feeds(before, f"{block}_out_act") == [f"{block}_add"]
+    after = _build("resnet", (8, 8, 1), depth=8, bn_position="after")
+    assert _feeds(after, f"{block}_a_bn") == [f"{block}_a_act"]
+    assert _feeds(after, f"{block}_add") == [f"{block}_b_conv", f"{block}_proj_conv"]  # biased, normalized below
+    assert _feeds(after, f"{block}_out_bn") == [f"{block}_out_act"]
+    assert _feeds(after, "stage_2_block_0_a_conv") == [f"{block}_out_bn"]  # the next block reads the BN
+    assert all(c.use_bias for c in _layers(after, "Conv2D"))
+    # One BN per activation: the stem, and each block's a_act and out_act.
+    assert len(_layers(after, "BatchNormalization")) == len(_layers(after, "Activation")) == 1 + 3 * 2
 
 
 # === Augmentation ===
@@ -392,7 +606,7 @@ def test_perceptron_trains_through_the_trainer_on_integer_labels():
     hp = entry.hparams(hinge="weston_watkins")
     result = train.fit(lambda: entry.build(hp, DIGITS), DIGITS, train.TrainHParams(learning_rate=0.01), epochs=2,
                        seed=0, monitor="val_accuracy", loss=entry.loss(hp))
-    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert result.history["loss"][1] < result.history["loss"][0]
     assert result.best_value > 0.8  # chance is 0.1; a linear classifier reaches about 0.94 here
 

@@ -21,7 +21,7 @@ def _rows(x: np.ndarray) -> set[bytes]:
 
 
 def _weights(model, depth: int) -> list[np.ndarray]:
-    return [w for i in range(depth) for w in model.get_layer(f"dense_{i}").get_weights()]
+    return [w for hidden in mlp.hidden_layers(model, depth) for w in hidden.dense.get_weights()]
 
 
 # === Greedy layer-wise pretraining ===
@@ -50,8 +50,8 @@ def test_pretraining_copies_each_autoencoders_encoder_into_the_mlp_and_is_seeded
                                        hook=lambda layer, epoch, logs: seen.append((layer, epoch, sorted(logs))))
 
     # Every hidden layer now holds exactly its autoencoder's encoder weights, not the random ones.
-    for i in range(2):
-        kernel, bias = model.get_layer(f"dense_{i}").get_weights()
+    for i, hidden in enumerate(mlp.hidden_layers(model, 2)):
+        kernel, bias = hidden.dense.get_weights()
         np.testing.assert_array_equal(kernel, result.weights[i][0])
         np.testing.assert_array_equal(bias, result.weights[i][1])
         assert np.abs(kernel - initial[2 * i]).max() > 1e-3
@@ -89,8 +89,8 @@ def test_fine_tuning_starts_from_the_pretrained_weights():
         return model
 
     train.fit(build, FEW, thp, epochs=1, seed=0, monitor="val_accuracy")
-    for i in range(2):
-        kernel, bias = built["model"].get_layer(f"dense_{i}").get_weights()
+    for i, hidden in enumerate(mlp.hidden_layers(built["model"], 2)):
+        kernel, bias = hidden.dense.get_weights()
         np.testing.assert_allclose(kernel, built["pretrained"].weights[i][0], atol=1e-7)
         np.testing.assert_allclose(bias, built["pretrained"].weights[i][1], atol=1e-7)
         assert np.abs(kernel - built["random"][2 * i]).max() > 1e-3
@@ -111,6 +111,10 @@ def test_pretraining_needs_hidden_layers_without_batch_norm():
         mlp.HParams(depth=0, pretrain="ae")
     with pytest.raises(ValueError, match="cannot be combined with batch_norm"):
         mlp.HParams(batch_norm=True, pretrain="dae")
+    # The autoencoders' leaky_relu has the default slope; the MLP's layers must have the same one.
+    with pytest.raises(ValueError, match="default slope 0.01; got negative_slope = 0.2"):
+        mlp.HParams(activation="leaky_relu", negative_slope=0.2, pretrain="ae")
+    assert mlp.HParams(activation="relu", negative_slope=0.2, pretrain="ae").pretrain == "ae"  # unused slope
     assert not pretrain.applies(mlp.HParams()) and pretrain.applies(mlp.HParams(pretrain="ae"))
     assert not pretrain.applies(autoencoder.HParams())
 

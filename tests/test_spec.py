@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import SPECS, write_spec
-from dlbench import cli, spaces, spec
+from dlbench import cli, models, spaces, spec
 from dlbench.spec import Choice, Range, SpecError
 
 GOOD = (SPECS / "tiny.toml").read_text()
@@ -38,7 +38,24 @@ def _run(capsys, tmp_path, text: str, *extra: str) -> tuple[int, str]:
         (("[search]", "[search]\nkernel_size = { choices = [3, 5] }"), "search.kernel_size",
          "take no parameter 'kernel_size'"),
         (("metric = \"val_accuracy\"", "metric = \"val_auc\""), "metric", "allowed: val_loss, loss, val_accuracy"),
-        (("activation = \"relu\"", "activation = \"swish\""), "arms.relu.activation", "one of 'relu', 'sigmoid'"),
+        (("activation = \"relu\"", "activation = \"mish\""), "arms.relu.activation", "one of 'relu', 'sigmoid'"),
+        # The training-technique switches (dlbench.recipe, the blocks, the data).
+        (("width = 16", "width = 16\nlr_schedule = \"linear\""), "fixed.lr_schedule",
+         "one of 'constant', 'step', 'exponential', 'cosine', 'warmup_cosine', 'plateau'"),
+        (("width = 16", "width = 16\nweight_decay = -0.1"), "fixed.weight_decay", "expected float (>= 0)"),
+        (("width = 16", "width = 16\nl2 = -1e-4"), "fixed.l2", "expected float (>= 0)"),
+        (("width = 16", "width = 16\nlr_schedule = \"step\""), "fixed.lr_schedule", "needs lr_step_epochs"),
+        (("width = 16", "width = 16\noptimizer = \"momentum\"\nlr_schedule = \"warmup_cosine\""),
+         "fixed.lr_schedule", "needs warmup_epochs >= 1"),
+        (("width = 16", "width = 16\nweight_decay = 1e-4"), "fixed.weight_decay", "use optimizer = \"adamw\""),
+        (("width = 16", "width = 16\nloss = \"hinge\"\nlabel_smoothing = 0.1"), "fixed.label_smoothing",
+         "hinge\" has none"),
+        (("width = 16", "width = 16\nlr_schedule = \"cosine\"\nwarmup_epochs = 3"), "fixed.warmup_epochs",
+         "leaves no epoch of the budget's 3"),
+        (("depth = 1", "depth = 0\nmax_norm = 3.0"), "arms.tanh", "max_norm constrains hidden layers"),
+        (("n = 300", "n = 300, label_noise = 1.0"), "dataset.label_noise", "expected float (>= 0, < 1)"),
+        (("[search]", "[search]\nselect = { choices = [\"best\", \"final\"] }"), "search.select.choices",
+         "one of 'best', 'last'"),
         (("baseline = \"tanh\"", "baseline = \"gelu\""), "baseline", "must name one of the arms: tanh, relu"),
         (("width = 16", "width = { low = 8, high = 16 }"), "fixed.width", "move searched ranges to [search]"),
         (("width = 16", "width = 0"), "fixed.width", "not allowed"),
@@ -218,3 +235,31 @@ def test_arms_may_train_different_models(tmp_path):
     assert spec.parse(spec.to_raw(exp), exp.path) == exp  # the per-arm model survives storing the spec
     single = spaces.load(SPECS / "tiny.toml")
     assert exp.spec_hash != single.spec_hash
+
+
+def test_the_classifier_loss_switches_are_refused_for_a_model_with_its_own_loss(tmp_path):
+    text = GOOD.replace("model = \"mlp\"", "model = \"perceptron\"").replace("depth = 1\nwidth = 16\n", "")
+    text = text.replace("activation = \"tanh\"", "margin = 0.0").replace("activation = \"relu\"", "loss = \"mse\"")
+    with pytest.raises(SpecError, match=r"field `arms.relu.loss`: model 'perceptron' is trained with its own loss"):
+        spaces.check(spec.load(write_spec(tmp_path, text)))
+    # The autoencoder's own `loss` is its reconstruction loss, not the classifier switch.
+    ae = spec.load(SPECS.parent.parent / "experiments" / "linear_ae_vs_pca.toml")
+    spaces.check(ae)
+    assert spaces._owners("autoencoder")["loss"][0] is models.get("autoencoder").hparams
+
+
+def test_set_overrides_any_spec_value_and_renames_the_variant(tmp_path, capsys):
+    path = write_spec(tmp_path, GOOD)
+    exp = spaces.load(path, ["dataset.train_size=100", "fixed.width=8", "arms.relu.activation=gelu",
+                             "budget.epochs=5"])
+    assert exp.name == "tiny.train_size-100.width-8.activation-gelu.epochs-5"
+    assert exp.dataset.options["train_size"] == 100 and exp.fixed["width"] == 8 and exp.budget.epochs == 5
+    assert exp.arms[1].params["activation"] == "gelu"
+    short = write_spec(tmp_path, GOOD.replace('dataset = { name = "spirals", n = 300 }', 'dataset = "digits"'), "s.toml")
+    assert spaces.load(short, ["dataset.label_noise=0.2", "name=noisy"]).dataset.options == {"label_noise": 0.2}
+    assert spaces.load(short, ["name=noisy"]).name == "noisy"
+    for bad, field, words in [("width", "--set", "expected key=value"), ("fixed.width=0", "fixed.width", "not allowed"),
+                              ("fixed.width.x=1", "--set", "fixed.width is a value, not a table"),
+                              ("budget.epochz=3", "budget.epochz", "unknown key")]:
+        rc, err = _run(capsys, tmp_path, GOOD, "--set", bad)
+        assert rc == 2 and f"field `{field}`" in err and words in err, err

@@ -59,6 +59,9 @@ class CommonOptions:
     labels_per_class: Annotated[int, pydantic.Field(ge=1)] | None = None
     # Seed of the fixed train/val/test split (not the run seed: every run sees the same split).
     split_seed: int = 0
+    # Fraction of the training labels replaced by another class drawn at random (seeded by split_seed, so every
+    # run sees the same noisy labels); validation and test labels stay clean (Zhang et al. 2017's corruption).
+    label_noise: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.0
 
     def __post_init__(self):
         if self.train_size is not None and self.labels_per_class is not None:
@@ -85,13 +88,31 @@ def split(x: np.ndarray, y: np.ndarray, *, n_val: int, n_test: int, seed: int) -
 
 
 def labeled(train: Split, opts: CommonOptions) -> tuple[Split, Split | None]:
-    """The labeled training rows and the unlabeled rest, from `train_size` or `labels_per_class` (else all rows).
+    """The labeled training rows and the unlabeled rest, from `train_size` or `labels_per_class` (else all rows),
+    with `label_noise` applied to the labeled rows.
 
-    Only ever called on the training split: validation and test rows never become unlabeled data.
+    Only ever called on the training split: validation and test rows never become unlabeled data, nor noisy.
     """
     if opts.labels_per_class is not None:
-        return per_class(train, opts.labels_per_class, opts.split_seed)
-    return subset(train, opts.train_size, opts.split_seed)
+        train, rest = per_class(train, opts.labels_per_class, opts.split_seed)
+    else:
+        train, rest = subset(train, opts.train_size, opts.split_seed)
+    return noisy_labels(train, opts.label_noise, opts.split_seed), rest
+
+
+def noisy_labels(train: Split, fraction: float, seed: int) -> Split:
+    """`train` with round(fraction * rows) labels, drawn at random, each replaced by a different class drawn at
+    random, so exactly that fraction of the labels is wrong."""
+    if not fraction:
+        return train
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: the split draws stay as they were
+    classes = np.unique(train.y)
+    rows = rng.choice(len(train), size=round(fraction * len(train)), replace=False)
+    y = train.y.copy()
+    shift = rng.integers(1, len(classes), size=len(rows))  # to one of the other classes, uniformly
+    position = np.searchsorted(classes, y[rows])
+    y[rows] = classes[(position + shift) % len(classes)]
+    return Split(train.x, y)
 
 
 def per_class(train: Split, labels_per_class: int, seed: int) -> tuple[Split, Split]:

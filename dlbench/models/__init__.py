@@ -10,6 +10,11 @@ from dlbench.models import applications, autoencoder, cnn, inception, linear, ml
 __all__ = ["Entry", "get", "names"]
 
 
+def _task_loss(hp: Any) -> None:
+    """The default of `Entry.loss`: the task's own loss (train.TASKS), shaped by the trainer's `loss` switches."""
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     name: str
@@ -21,10 +26,16 @@ class Entry:
     task: str = "classification"
     # The Keras loss for a model's hyperparameters (a name or a keras.losses.Loss); None: the task's default
     # (train.TASKS).
-    loss: Callable[[Any], Any] = lambda hp: None
+    loss: Callable[[Any], Any] = _task_loss
     # Why the model cannot take a dataset's inputs of this shape (naming the dataset option that fixes it), or
     # None when it can; checked with the spec, before anything runs.
     accepts: Callable[[tuple[int, ...]], str | None] = lambda input_shape: None
+
+    @property
+    def own_loss(self) -> bool:
+        """Whether the model is trained with a loss of its own (the perceptron's hinge, the autoencoder's
+        reconstruction loss), which the trainer's `loss` and `label_smoothing` switches do not touch."""
+        return self.loss is not _task_loss
 
 
 _MODELS: dict[str, Entry] = {}

@@ -1,5 +1,5 @@
-"""Shared building blocks (initializers, activations, conv and dense blocks, pooling, input augmentation, the
-catalogue switches of the convolutional families), written with keras.layers and keras.ops only."""
+"""Shared building blocks (initializers, activations, conv and dense blocks, pooling, input augmentation and
+noise, the catalogue switches of every family with hidden layers), written with keras.layers and keras.ops only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from typing import Annotated, Literal
 
 import pydantic
 
-Activation = Literal["relu", "sigmoid", "tanh", "elu", "leaky_relu", "linear"]
+# Keras activation names. leaky_relu's slope for x < 0 is the `negative_slope` switch; selu is self-normalizing
+# only with lecun_normal init and no batch norm (Klambauer et al. 2017), which the switches leave to the spec.
+Activation = Literal["relu", "sigmoid", "tanh", "elu", "leaky_relu", "linear", "selu", "gelu", "swish", "softplus"]
+BNPosition = Literal["before", "after"]
+LEAKY_SLOPE = 0.01  # leaky_relu's default slope for x < 0
 # glorot_* and he_* are the modern scaled inits; the rest are the plain pre-2010 settings:
 #   standard_uniform: U[-1/sqrt(fan_in), 1/sqrt(fan_in)], the "standard" heuristic of Glorot & Bengio (2010), eq. 1;
 #   small_uniform: U[-0.05, 0.05];  small_normal: N(0, 0.01^2).
@@ -55,11 +59,12 @@ def depthwise_initializer(name: str, channels: int, seed: int | None = None):
     return keras.initializers.VarianceScaling(scale=scale * factor, mode=mode, distribution=distribution, seed=seed)
 
 
-def activation(name: str, layer_name: str | None = None):
+def activation(name: str, layer_name: str | None = None, negative_slope: float = LEAKY_SLOPE):
+    """The activation layer `name` (a Keras activation name); `negative_slope` is leaky_relu's slope for x < 0."""
     import keras
 
     if name == "leaky_relu":
-        return keras.layers.LeakyReLU(negative_slope=0.01, name=layer_name)
+        return keras.layers.LeakyReLU(negative_slope=negative_slope, name=layer_name)
     return keras.layers.Activation(name, name=layer_name)
 
 
@@ -75,14 +80,65 @@ SHIFT = 0.125
 
 @dataclasses.dataclass(frozen=True)
 class Switches:
-    """The catalogue switches every convolutional builder takes; a family may override a default (ResNet's
-    batch_norm is on). They apply to every conv block and hidden dense layer of the network (`conv_block`)."""
+    """The catalogue switches every builder with hidden layers takes (the convolutional families and the MLP); a
+    family may override a default (ResNet's batch_norm is on, the MLP's init is glorot_uniform). Each switch is
+    implemented once, here: `model_input` (augment, input_noise, input_dropout), `conv_block` and `dense_block`
+    (every hidden layer) and `classifier` (the head: init, l1, l2 only). Every neutral value keeps the graph and
+    the layer names of the plain network, so arms differ only in the switch they test.
+    """
 
     activation: Activation = "relu"
-    batch_norm: bool = False  # BN after each convolution (the convolution then has no bias)
-    dropout: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.0  # after each block's activation
+    batch_norm: bool = False  # BN in each conv block and hidden dense layer, placed by bn_position
+    dropout: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.0  # after each block's activation (and BN)
     init: Initializer = "he_normal"
     augment: Augment = "none"  # images only; active only while training
+    negative_slope: Annotated[float, pydantic.Field(ge=0.0)] = LEAKY_SLOPE  # leaky_relu's slope for x < 0
+    # L1 and L2 penalties (keras.regularizers.L1L2) on every kernel: hidden layers, depthwise kernels and the head.
+    l1: Annotated[float, pydantic.Field(ge=0.0)] = 0.0
+    l2: Annotated[float, pydantic.Field(ge=0.0)] = 0.0
+    # Max-norm constraint (Srivastava et al. 2014): after each update, each hidden unit's incoming weight vector
+    # is rescaled to norm <= max_norm (the head is left free). 0: off.
+    max_norm: Annotated[float, pydantic.Field(ge=0.0)] = 0.0
+    # Training-only input corruption, after augmentation: additive Gaussian noise of this standard deviation
+    # (at most 1: keras.layers.GaussianNoise refuses more), then dropout of this fraction of the inputs.
+    input_noise: Annotated[float, pydantic.Field(ge=0.0, le=1.0)] = 0.0
+    input_dropout: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.0
+    # With batch_norm: BN between the layer and its activation (Ioffe & Szegedy 2015; the conv or dense layer then
+    # has no bias, BN's beta replaces it) or after the activation (the layer keeps its bias).
+    bn_position: BNPosition = "before"
+
+
+def regularizer(sw: Switches):
+    """The L1/L2 kernel penalty of the switches, or None when both are 0 (no regularization loss at all)."""
+    import keras
+
+    if sw.l1 == 0.0 and sw.l2 == 0.0:
+        return None
+    return keras.regularizers.L1L2(l1=sw.l1, l2=sw.l2)
+
+
+def max_norm(sw: Switches, rank: int, depthwise: bool = False):
+    """The max-norm constraint of a hidden kernel, or None when sw.max_norm is 0.
+
+    The norm is taken over each unit's incoming weights: every kernel axis but the last, i.e. axis 0 of a Dense
+    kernel (in, out) and axes [0, 1, 2] of a Conv2D kernel (kh, kw, in, out); for a depthwise kernel
+    (kh, kw, channels, 1) each channel's own kh x kw kernel, axes [0, 1].
+
+    Args:
+        sw: the switches.
+        rank: spatial rank of the layer's input: 0 for a Dense layer, 1 for Conv1D, 2 for Conv2D.
+        depthwise: a depthwise kernel.
+    """
+    import keras
+
+    if sw.max_norm == 0.0:
+        return None
+    axes = list(range(rank + (0 if depthwise else 1)))
+    return keras.constraints.MaxNorm(sw.max_norm, axis=axes[0] if len(axes) == 1 else axes)
+
+
+def _bn_before(sw: Switches) -> bool:
+    return sw.batch_norm and sw.bn_position == "before"
 
 
 def spatial_rank(input_shape: tuple[int, ...]) -> int:
@@ -122,8 +178,9 @@ def augmentation(kind: str, rank: int, name: str = "augment"):
     if kind == "none":
         return keras.layers.Identity(name=name)
     if rank != 2:
+        what = {0: "flat vectors", 1: "sequences (length, channels)"}.get(rank, f"of rank {rank + 1}")
         raise ValueError(f"augment = {kind!r} flips and shifts images (height, width, channels); these inputs are "
-                         "sequences: use augment = \"none\"")
+                         f"{what}: use augment = \"none\"")
     steps = []
     if kind in ("flip", "flip_shift"):
         steps.append(keras.layers.RandomFlip("horizontal", name=f"{name}_flip"))
@@ -149,36 +206,56 @@ def _conv_class(rank: int, depthwise: bool = False):
 
 def conv_block(x, filters: int, kernel_size: int, sw: Switches, name: str, *, strides: int = 1,
                depthwise: bool = False, activate: bool = True):
-    """conv -> batch norm (sw.batch_norm) -> activation -> dropout: the convolution block of every builder.
+    """conv -> batch norm -> activation -> dropout (bn_position = "after": conv -> activation -> batch norm ->
+    dropout): the convolution block of every builder.
 
     Layers are named `<name>_conv` (`<name>_dwconv` when depthwise), `<name>_bn`, `<name>_act`, `<name>_dropout`.
-    The Dropout layer is always present (rate 0.0 is the identity), so dropout arms have the same graph.
+    The Dropout layer is always present (rate 0.0 is the identity), so dropout arms have the same graph. The
+    kernel carries the L1/L2 penalty and the max-norm constraint of the switches.
 
     Args:
         x: the input tensor, (batch, length, channels) or (batch, height, width, channels); its rank picks
             Conv1D or Conv2D.
         filters: output channels (ignored when depthwise: a depthwise convolution keeps the channels).
         kernel_size: odd kernel side; padding is "same", so only the stride changes the spatial size.
-        sw: the catalogue switches (activation, batch_norm, dropout, init).
+        sw: the catalogue switches.
         name: prefix of the layer names.
         strides: 2 downsamples (pooling = "none", ResNet stage transitions).
         depthwise: a depthwise convolution (one kernel per channel; MobileNet).
-        activate: False stops after batch norm (ResNet's second convolution, whose activation follows the Add).
+        activate: False stops before the activation (ResNet's second convolution, whose activation follows the
+            Add): with bn_position = "before" after batch norm, with "after" right after the convolution (which
+            then keeps its bias), leaving the activation and its batch norm to the caller (`nonlinearity`).
     """
     import keras
 
-    conv_cls = _conv_class(len(x.shape) - 2, depthwise)
-    common = dict(strides=strides, padding="same", use_bias=not sw.batch_norm)
+    rank = len(x.shape) - 2
+    conv_cls = _conv_class(rank, depthwise)
+    common = dict(strides=strides, padding="same", use_bias=not _bn_before(sw))
     if depthwise:
         x = conv_cls(kernel_size, depthwise_initializer=depthwise_initializer(sw.init, x.shape[-1]),
+                     depthwise_regularizer=regularizer(sw), depthwise_constraint=max_norm(sw, rank, depthwise=True),
                      name=f"{name}_dwconv", **common)(x)
     else:
-        x = conv_cls(filters, kernel_size, kernel_initializer=initializer(sw.init), name=f"{name}_conv", **common)(x)
-    if sw.batch_norm:
+        x = conv_cls(filters, kernel_size, kernel_initializer=initializer(sw.init), kernel_regularizer=regularizer(sw),
+                     kernel_constraint=max_norm(sw, rank), name=f"{name}_conv", **common)(x)
+    if _bn_before(sw):
         x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     if activate:
-        x = activation(sw.activation, f"{name}_act")(x)
+        x = nonlinearity(x, sw, name)
         x = keras.layers.Dropout(sw.dropout, name=f"{name}_dropout")(x)
+    return x
+
+
+def nonlinearity(x, sw: Switches, name: str):
+    """The activation `<name>_act`, then with batch_norm and bn_position = "after" the batch norm `<name>_bn`.
+
+    What follows a layer's pre-activations in every block; ResNet calls it after its Add.
+    """
+    import keras
+
+    x = activation(sw.activation, f"{name}_act", sw.negative_slope)(x)
+    if sw.batch_norm and sw.bn_position == "after":
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     return x
 
 
@@ -194,14 +271,16 @@ def conv_stage(x, filters: int, convs: int, kernel_size: int, pooling: str, sw: 
 
 
 def dense_block(x, units: int, sw: Switches, name: str):
-    """Dense -> batch norm (sw.batch_norm) -> activation -> dropout, named like `conv_block` (`<name>_dense`, ...)."""
+    """Dense -> batch norm -> activation -> dropout, the hidden dense layer of every builder; named, ordered and
+    switched like `conv_block` (`<name>_dense`, `<name>_bn`, `<name>_act`, `<name>_dropout`)."""
     import keras
 
-    x = keras.layers.Dense(units, use_bias=not sw.batch_norm, kernel_initializer=initializer(sw.init),
+    x = keras.layers.Dense(units, use_bias=not _bn_before(sw), kernel_initializer=initializer(sw.init),
+                           kernel_regularizer=regularizer(sw), kernel_constraint=max_norm(sw, 0),
                            name=f"{name}_dense")(x)
-    if sw.batch_norm:
+    if _bn_before(sw):
         x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    x = activation(sw.activation, f"{name}_act")(x)
+    x = nonlinearity(x, sw, name)
     return keras.layers.Dropout(sw.dropout, name=f"{name}_dropout")(x)
 
 
@@ -236,17 +315,27 @@ def global_pool(x, kind: str, name: str = "global_pool"):
 
 
 def classifier(x, num_classes: int, sw: Switches, name: str = "head"):
-    """The softmax output layer of every classifier."""
+    """The softmax output layer of every classifier: the init and the L1/L2 penalty of the switches, no max-norm
+    (it constrains hidden units only)."""
     import keras
 
     # float32 under a mixed precision policy too: the softmax and the loss need the range (Keras's advice).
-    return keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=initializer(sw.init), name=name,
-                              dtype="float32")(x)
+    return keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=initializer(sw.init),
+                              kernel_regularizer=regularizer(sw), name=name, dtype="float32")(x)
 
 
 def model_input(info, sw: Switches):
-    """The model's input and its augmentation layer: (inputs, augmented)."""
+    """The model's input and what the first layer sees: (inputs, x).
+
+    x is the input after the training-only steps, in this order: augmentation (`augment`), Gaussian noise
+    (`input_noise`, standard deviation sw.input_noise) and dropout (`input_dropout`, rate sw.input_dropout). All
+    three layers are always present and are the identity at inference, and so is each while training at its
+    neutral value (GaussianNoise(0) and Dropout(0) return their inputs), so arms keep the same layer names.
+    Neither creates a random generator at 0, so with the switches off the seeded initial weights are unchanged.
+    """
     import keras
 
     inputs = keras.Input(shape=tuple(info.input_shape), name="inputs")
-    return inputs, augmentation(sw.augment, spatial_rank(tuple(info.input_shape)))(inputs)
+    x = augmentation(sw.augment, spatial_rank(tuple(info.input_shape)))(inputs)
+    x = keras.layers.GaussianNoise(sw.input_noise, name="input_noise")(x)
+    return inputs, keras.layers.Dropout(sw.input_dropout, name="input_dropout")(x)

@@ -1,4 +1,5 @@
-"""Custom Keras losses: the multi-class hinge of the perceptron, on integer labels, in keras.ops only.
+"""Custom Keras losses, on integer labels, in keras.ops only: the multi-class hinge of the perceptron, and the
+classifier losses of the `loss` switch.
 
 Imported by the registry's loss callables when a run compiles (not by the registry), so `dlbench list` never
 loads Keras.
@@ -57,3 +58,42 @@ class MulticlassHinge(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin, "kind": self.kind}
+
+
+CLASSIFIER_LOSSES = ("cross_entropy", "mse", "hinge")
+
+
+@keras.saving.register_keras_serializable(package="dlbench")
+class ClassifierLoss(keras.losses.Loss):
+    """The `loss` switch of softmax classifiers (dlbench.recipe), on integer labels and softmax outputs.
+
+    cross_entropy: -sum(t * log p); mse: sum((t - p)^2) over the classes (the Brier score); hinge: the
+    Crammer-Singer hinge on log p, which equals the hinge on the logits (log p is the logits minus one constant per
+    example, and the hinge only sees differences of scores). t is the one-hot label, smoothed to
+    (1 - label_smoothing) * one_hot + label_smoothing / classes.
+    """
+
+    def __init__(self, kind: str = "cross_entropy", label_smoothing: float = 0.0, name: str = "classifier_loss",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        if kind not in CLASSIFIER_LOSSES:
+            raise ValueError(f"`loss` must be one of {', '.join(CLASSIFIER_LOSSES)}. Received loss={kind}")
+        self.kind = kind
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        log_p = ops.log(ops.clip(y_pred, 1e-7, 1.0))
+        if self.kind == "hinge":
+            return multiclass_hinge(y_true, log_p)
+        classes = ops.shape(y_pred)[-1]
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        target = ops.one_hot(labels, classes, dtype="float32")
+        if self.label_smoothing:
+            target = target * (1.0 - self.label_smoothing) + self.label_smoothing / ops.cast(classes, "float32")
+        if self.kind == "mse":
+            return ops.sum(ops.square(target - y_pred), axis=-1)
+        return -ops.sum(target * log_p, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "label_smoothing": self.label_smoothing}

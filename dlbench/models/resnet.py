@@ -45,7 +45,12 @@ def accepts(input_shape: tuple[int, ...]) -> str | None:
 
 def basic_block(x, filters: int, strides: int, hp: HParams, name: str):
     """Two 3x3 conv blocks; with hp.residual the input (projected when the shape changes) is added before the
-    last activation. Layers `<name>_a_*`, `<name>_b_*`, `<name>_proj_*`, `<name>_add`, `<name>_out_act`."""
+    last activation. Layers `<name>_a_*`, `<name>_b_*`, `<name>_proj_*`, `<name>_add`, `<name>_out_act`.
+
+    With batch_norm and bn_position = "after", BN follows each activation, as in the plain blocks: `<name>_a_bn`
+    after the first conv's activation, and the second conv and the projection (whose activation is the one after
+    the Add) keep their biases and are normalized together, once, by `<name>_out_bn` after `<name>_out_act`.
+    """
     import keras
 
     y = blocks.conv_block(x, filters, 3, hp, f"{name}_a", strides=strides)
@@ -55,7 +60,7 @@ def basic_block(x, filters: int, strides: int, hp: HParams, name: str):
         if strides != 1 or x.shape[-1] != filters:
             shortcut = blocks.conv_block(x, filters, 1, hp, f"{name}_proj", strides=strides, activate=False)
         y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
-    return blocks.activation(hp.activation, f"{name}_out_act")(y)
+    return blocks.nonlinearity(y, hp, f"{name}_out")
 
 
 def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
