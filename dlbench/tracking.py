@@ -93,33 +93,37 @@ def _new_sqlite_store(db: Path) -> None:
     `dlbench run` to the first epoch (bench/startup.py). The copy takes milliseconds. The template is made by
     MLflow itself, in the user's cache folder; it holds only the schema and MLflow's empty Default experiment.
     """
+    import filelock
     import mlflow
 
     if db.exists():
         return
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlbench"
-    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
-    try:
-        if not template.exists():
-            cache.mkdir(parents=True, exist_ok=True)
-            scratch = cache / f".{template.name}.{os.getpid()}"
-            scratch.unlink(missing_ok=True)
-            MlflowClient(tracking_uri=f"sqlite:///{scratch}").search_experiments(max_results=1)
-            os.replace(scratch, template)
-        db.parent.mkdir(parents=True, exist_ok=True)
-        scratch = db.with_name(f".{db.name}.{os.getpid()}.new")
-        shutil.copyfile(template, scratch)
-        root = artifact_root(f"sqlite:///{db}")
-        with contextlib.closing(sqlite3.connect(scratch)) as con, con:  # MLflow's Default experiment: our folder
-            con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (f"{root}/0",))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(db.with_name(f".{db.name}.lock"))):  # workers starting together create it once
+        if db.exists():
+            return
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlbench"
+        template = cache / f"mlflow-{mlflow.__version__}-empty.db"
         try:
-            os.link(scratch, db)  # atomic, and never over a store another process has just created
-        except FileExistsError:
-            pass
-        finally:
-            scratch.unlink(missing_ok=True)
-    except (OSError, sqlite3.Error):  # an unwritable cache or a file system without hard links: MLflow creates the store itself
-        pass
+            if not template.exists():
+                cache.mkdir(parents=True, exist_ok=True)
+                scratch = cache / f".{template.name}.{os.getpid()}"
+                scratch.unlink(missing_ok=True)
+                MlflowClient(tracking_uri=f"sqlite:///{scratch}").search_experiments(max_results=1)
+                os.replace(scratch, template)
+            scratch = db.with_name(f".{db.name}.{os.getpid()}.new")
+            shutil.copyfile(template, scratch)
+            root = artifact_root(f"sqlite:///{db}")
+            with contextlib.closing(sqlite3.connect(scratch)) as con, con:  # MLflow's Default experiment: our folder
+                con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (f"{root}/0",))
+            try:
+                os.link(scratch, db)  # atomic: a reader never sees a half-made store
+            except FileExistsError:
+                pass
+            finally:
+                scratch.unlink(missing_ok=True)
+        except (OSError, sqlite3.Error):  # an unwritable cache or no hard links: MLflow migrates it, once, here
+            MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments(max_results=1)
 
 
 def ui_command(uri: str) -> str:

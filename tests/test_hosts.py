@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import optuna
 from mlflow.tracking import MlflowClient
@@ -41,6 +42,8 @@ def _tail(log, chars: int = 4000) -> str:
 
 
 def _runs(uri: str):
+    if not Path(uri[len("sqlite:///"):]).exists():  # opening it here would race the hosts creating it
+        return None, []
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("tiny")
     return client, (client.search_runs([exp.experiment_id], max_results=1000) if exp else [])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from mlflow import MlflowClient
 
 from dlbench import tracking as T
@@ -43,3 +47,16 @@ def test_new_stores_start_from_one_migrated_template_and_point_at_their_own_fold
         assert client.get_experiment("0").artifact_location == (tmp_path / name / "artifacts" / "0").as_uri()
         assert [e.name for e in client.search_experiments()] == [f"exp-{name}", "Default"]
     assert len(list((tmp_path / "cache" / "dlbench").glob("mlflow-*-empty.db"))) == 1
+
+
+def test_workers_starting_together_without_a_template_create_the_store_once(tmp_path):
+    # An unwritable cache: no template, so MLflow migrates the new store itself, under the lock, once.
+    (tmp_path / "cache").write_text("not a folder")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    code = f"from dlbench import tracking as T; T.Tracker({uri!r}, 'together')"
+    workers = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for w in workers:
+        assert w.wait(120) == 0, w.stderr.read()[-3000:]
+    assert [e.name for e in MlflowClient(tracking_uri=uri).search_experiments()] == ["together", "Default"]
