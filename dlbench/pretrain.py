@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlbench import train
+from dlbench import recipe, train
 from dlbench.models import autoencoder, mlp
 
 # hook(layer, epoch, logs) after every pretraining epoch of hidden layer `layer` (0-based), logs = {"loss": ...}.
@@ -97,7 +97,7 @@ def greedy_layerwise(model, hp: mlp.HParams, x: np.ndarray, train_hp: train.Trai
         # Layer 0 sees the data; the layers above see the units below, in (0, 1) only if they are sigmoids.
         ae_hp = layer_autoencoder(hp, bounded=inputs_in_unit_interval if i == 0 else hp.activation == "sigmoid")
         ae = autoencoder.build_for_shape(ae_hp, (h.shape[1],), name=f"pretrain_{i}")
-        ae.compile(optimizer=train.optimizer(opt_hp), loss=ae_hp.loss,
+        ae.compile(optimizer=recipe.optimizer(opt_hp), loss=ae_hp.loss,
                    steps_per_execution=train.STEPS_PER_EXECUTION)
         losses = result.losses.setdefault(i, [])
 

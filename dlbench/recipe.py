@@ -25,6 +25,7 @@ What each switch does, exactly:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -61,7 +62,9 @@ def check(hp) -> None:
                        "loss = \"hinge\" has none")
 
 
+@functools.cache
 def _schedule_class():
+    """The schedule class, defined on first use so that importing this module does not import Keras."""
     import keras
     from keras import ops
 
@@ -99,17 +102,12 @@ def _schedule_class():
     return Schedule
 
 
-_SCHEDULE = None
-
-
 def learning_rate(hp, steps_per_epoch: int, epochs: int):
     """The optimizer's learning rate: a float (constant without warm-up, or plateau: Keras then keeps it in a
     variable the plateau callback lowers and checkpoints keep) or a schedule of the step."""
-    global _SCHEDULE
     if hp.lr_schedule in ("constant", "plateau") and not hp.warmup_epochs:
         return hp.learning_rate
-    _SCHEDULE = _SCHEDULE or _schedule_class()
-    return _SCHEDULE(hp.learning_rate, hp.lr_schedule, max(1, steps_per_epoch), epochs, hp.warmup_epochs,
+    return _schedule_class()(hp.learning_rate, hp.lr_schedule, max(1, steps_per_epoch), epochs, hp.warmup_epochs,
                      hp.lr_decay, hp.lr_step_epochs)
 
 

@@ -259,9 +259,9 @@ def _check_speed_settings(exp: Experiment, arm: spec.Arm) -> None:
     jit = _values(params.get("jit_compile", defaults.jit_compile))
     deterministic = _values(params.get("deterministic", defaults.deterministic))
     if runtime.backend_name() == "tensorflow" and True in jit and True in deterministic:
-        raise SpecError(exp.path, _field_of(exp, arm, "jit_compile"), "jit_compile = true cannot run with TensorFlow op determinism on (Keras "
-                        "turns XLA off under it); set deterministic = false beside it, use jit_compile = \"auto\", or "
-                        "use the JAX backend (KERAS_BACKEND=jax)")
+        raise SpecError(exp.path, _field_of(exp, arm, "jit_compile"), "jit_compile = true cannot run with "
+                        "TensorFlow op determinism on (Keras turns XLA off under it); set deterministic = false "
+                        "beside it, use jit_compile = \"auto\", or use the JAX backend (KERAS_BACKEND=jax)")
 
 
 def _suggest(trial, name: str, value: Any, annotation: Any) -> Any:

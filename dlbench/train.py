@@ -46,8 +46,6 @@ class TrainHParams:
     checkpoint_every: Annotated[int, pydantic.Field(ge=0)] = CHECKPOINT_EVERY  # epochs; 0 = no checkpoints
 
     def __post_init__(self):
-        from dlbench import recipe
-
         recipe.check(self)
 
 
@@ -139,13 +137,6 @@ def direction(metric: str) -> str:
     return "minimize" if ("loss" in metric or "error" in metric) else "maximize"
 
 
-def optimizer(hp: TrainHParams, steps_per_epoch: int = 1, epochs: int = 1):
-    """The Keras optimizer of `hp` (dlbench.recipe)."""
-    from dlbench import recipe
-
-    return recipe.optimizer(hp, steps_per_epoch, epochs)
-
-
 def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: int, monitor: str,
         hooks: Sequence[EpochHook] = (), evaluate_test: bool = False, task: str = "classification",
         loss: str | Any | None = None, resume: TrainState | None = None,
@@ -191,7 +182,8 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
     if loss is None and task == "classification":
         loss = recipe.classifier_loss(hp)
     steps = math.ceil(len(data.train) / hp.batch_size)
-    model.compile(optimizer=optimizer(hp, steps, epochs), loss=loss or objective.loss, jit_compile=hp.jit_compile,
+    model.compile(optimizer=recipe.optimizer(hp, steps, epochs), loss=loss or objective.loss,
+                  jit_compile=hp.jit_compile,
                   metrics=[_metric(m) for m in objective.metrics], steps_per_execution=STEPS_PER_EXECUTION)
     norm_every = gradnorms.every(hp.grad_norm_every, len(data.train))
     norms = gradnorms.Sampler(model, data.train.x, target(data.train), seed) if norm_every else None
