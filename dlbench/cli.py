@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
 
     c = sub.add_parser("compare", help="the comparison of an experiment's arms, from the stores (no training)",
-                       description="Per-arm statistics over seed repeats (mean, std, 95%% CI), differences to the "
+                       description="Per-arm statistics over seed repeats (mean, std, 95% CI), differences to the "
                                    "baseline with Welch, Mann-Whitney and paired tests, Holm-corrected, Hedges' g, "
                                    "verdicts, the tuning summary and the published reference. Also written with its "
                                    "plots to the experiment's `comparison` run in MLflow.")

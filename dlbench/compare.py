@@ -137,7 +137,9 @@ def resolve(spec_or_name: str, tracking_uri: str) -> Experiment:
     """The experiment to compare: a spec file, or the name of an experiment in the tracking store.
 
     A run stores its (possibly overridden) spec on its MLflow experiment, so a name is enough, and a spec file
-    whose experiment ran with other budget flags is compared as it ran.
+    whose experiment ran with other budget flags is compared as it ran. The prose the spec hash leaves out (the
+    description and `[reference]`) is taken from the file when one is given, so a reference completed after the
+    run is compared too.
 
     Raises:
         SpecError: (exit 2) for an unknown name or a malformed file.
@@ -148,8 +150,10 @@ def resolve(spec_or_name: str, tracking_uri: str) -> Experiment:
     stored = T.stored_spec(tracking_uri, name)
     if stored is not None:
         ran = spec.parse(stored, f"{name} (as stored in {redact(tracking_uri)})")
-        if exp is None or ran.spec_hash == exp.spec_hash:
+        if exp is None:
             return ran
+        if ran.spec_hash == exp.spec_hash:
+            return dataclasses.replace(ran, description=exp.description, reference=_ran_arms_only(exp.reference, ran))
     if exp is not None:
         if stored is None:
             raise SpecError(path, "name", f"experiment {name!r} has no finished seed repeats yet in "
@@ -157,6 +161,13 @@ def resolve(spec_or_name: str, tracking_uri: str) -> Experiment:
         return exp
     raise SpecError(spec_or_name, "name", f"no experiment named {name!r} in {redact(tracking_uri)}; run it first "
                     "with `dlbench run experiments/<file>.toml`, or pass the spec file (see `dlbench list experiments`)")
+
+
+def _ran_arms_only(reference, ran: Experiment):
+    """`reference` with published results only for the arms that ran (a run with --arms ran fewer)."""
+    if reference is None:
+        return None
+    return dataclasses.replace(reference, results={k: v for k, v in reference.results.items() if k in ran.arm_names})
 
 
 def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 0.05) -> Report:

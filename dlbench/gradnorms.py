@@ -85,7 +85,9 @@ def _tensorflow(model, loss_fn):
         with tf.GradientTape() as tape:
             pred = tf.cast(model(x, training=True), "float32")
             value = tf.reduce_mean(loss_fn(y, pred))
-        return tape.gradient(value, [v.value for v in model.trainable_variables])
+        grads = tape.gradient(value, [v.value for v in model.trainable_variables])
+        # An embedding's gradient comes as IndexedSlices (the rows looked up): made dense, its norm is the same.
+        return [None if g is None else tf.convert_to_tensor(g) for g in grads]
 
     return lambda x, y: [None if g is None else g.numpy() for g in gradients(x, y)]
 

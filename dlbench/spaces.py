@@ -156,15 +156,25 @@ def check(exp: Experiment) -> None:
 
     for arm in exp.arms:
         entry, model = entries[arm.name], exp.model_for(arm)
-        refusal = entry.accepts(tuple(info.input_shape))  # e.g. a CNN given flat vectors, images below a minimum
+        field = f"arms.{arm.name}.model" if arm.model else "model"
+        if entry.task != "reconstruction" and info.task not in entry.tasks:
+            fitting = [m for m in models.names() if info.task in models.get(m).tasks]
+            raise SpecError(exp.path, field, f"model {model!r} fits {' or '.join(entry.tasks)} tasks; dataset "
+                            f"{ds.name!r} is a {info.task} task: use one of {', '.join(fitting)}")
+        if info.vocab and not entry.tokens:
+            takers = [m for m in models.names() if models.get(m).tokens]
+            raise SpecError(exp.path, field, f"dataset {ds.name!r} gives token ids (vocabulary {info.vocab}), "
+                            f"which model {model!r} cannot embed; models that take tokens: {', '.join(takers)}")
+        # e.g. a CNN given flat vectors, images below a minimum, a recurrent network given images
+        refusal = None if info.vocab else entry.accepts(tuple(info.input_shape))
         if refusal:
             raise SpecError(exp.path, "dataset", f"model {model!r} cannot take the inputs of dataset {ds.name!r}: "
                             f"{refusal}")
-        task = entry.task
+        task = entry.task_for(info.task)
         produced = [m for base in data.TASK_METRICS[task] for m in (f"val_{base}", base)]
         if exp.metric not in produced:
-            raise SpecError(exp.path, "metric", f"{exp.metric!r} is not produced by model {model!r} ({task}); "
-                            f"allowed: {', '.join(produced)}")
+            raise SpecError(exp.path, "metric", f"{exp.metric!r} is not produced by model {model!r} on dataset "
+                            f"{ds.name!r} ({task}); allowed: {', '.join(produced)}")
 
         owners = _owners(model)
         # Shared sections must suit every arm's model; an arm's own values only its model.
@@ -173,7 +183,7 @@ def check(exp: Experiment) -> None:
                 _check_param(exp, f"{section}.{name}", name, value, owners, model)
         _check_combinations(exp, arm, entry.hparams, owners)
         _check_combinations(exp, arm, TrainHParams, owners)
-        _check_recipe(exp, arm, entry, owners)
+        _check_recipe(exp, arm, entry, owners, task)
         _check_speed_settings(exp, arm)
 
 
@@ -233,14 +243,16 @@ def _field_of(exp: Experiment, arm: spec.Arm, name: str) -> str:
                 name)
 
 
-def _check_recipe(exp: Experiment, arm: spec.Arm, entry, owners: dict) -> None:
-    """Training-recipe switches the arm's model or budget cannot use."""
+def _check_recipe(exp: Experiment, arm: spec.Arm, entry, owners: dict, task: str) -> None:
+    """Training-recipe switches the arm's model, task or budget cannot use."""
     params = exp.params_for(arm)
     own_loss = entry.own_loss
     for name in CLASSIFIER_LOSS_SWITCHES:
-        if name in params and owners[name][0] is TrainHParams and (own_loss or entry.task != "classification"):
-            raise SpecError(exp.path, _field_of(exp, arm, name), f"model {exp.model_for(arm)!r} is trained with its "
-                            f"own loss, so {name} (for softmax classifiers) does not apply to it")
+        if name in params and owners[name][0] is TrainHParams and (own_loss or task != "classification"):
+            why = "is trained with its own loss" if own_loss or entry.task != "classification" else \
+                f"is trained for {task} here"
+            raise SpecError(exp.path, _field_of(exp, arm, name), f"model {exp.model_for(arm)!r} {why}, so {name} "
+                            "(for softmax classifiers of one label per example) does not apply to it")
     given = params.get("warmup_epochs", 0)
     warmup = given.high if isinstance(given, Range) else max(_values(given))
     if warmup >= exp.budget.epochs:

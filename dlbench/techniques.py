@@ -67,6 +67,35 @@ def _fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
+def _acts(cls: type, name: str) -> bool:
+    """Whether builder HParams `cls` honours switch `name`: False when it refuses every value but the default
+    (a recurrent network refuses image augmentation, a Transformer batch norm)."""
+    import typing
+
+    from dlbench.models.refusals import Refused
+
+    default = getattr(cls(), name)
+    annotation = typing.get_type_hints(cls, include_extras=True)[name]
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if annotation is bool:
+        others = [not default]
+    elif typing.get_origin(annotation) is typing.Literal:
+        others = [v for v in typing.get_args(annotation) if v != default]
+    else:  # a number: one allowed value besides the default ([0, 1) switches and unbounded ones alike)
+        others = [0.5 if default == 0 else default / 2]
+    for value in others:
+        try:
+            cls(**{name: value})
+            return True
+        except Refused as e:
+            if e.field != name:
+                return True  # refused for another reason: this switch itself acts
+        except ValueError:
+            return True
+    return False
+
+
 def catalogue() -> list[Technique]:
     """Every technique switch, model switches first, then the trainer's, then the data's."""
     from dlbench import data, models, spaces
@@ -75,7 +104,7 @@ def catalogue() -> list[Technique]:
     rows: list[Technique] = []
     entries = [models.get(n) for n in models.names()]
     for name, what in MODEL.items():
-        owners = [e for e in entries if name in _fields(e.hparams)]
+        owners = [e for e in entries if name in _fields(e.hparams) and _acts(e.hparams, name)]
         defaults = " or ".join(sorted({_toml(getattr(e.hparams(), name)) for e in owners}))  # a family may differ
         rows.append(Technique(name, "model", what, spaces.allowed_values(spaces.field_types(owners[0].hparams)[name]),
                               defaults, tuple(e.name for e in owners)))

@@ -71,21 +71,38 @@ class Task:
     metrics: tuple[str, ...]
 
 
-# One per key of data.TASK_METRICS (which names the log keys a spec may use; a test keeps the two in step).
+# One per key of data.TASK_METRICS (which names the log keys a spec may use and says how each is computed; a test
+# keeps the two in step).
 TASKS = {
     "classification": Task("labels", "sparse_categorical_crossentropy", ("accuracy",)),
     # The reconstruction error is the MSE whatever the training loss, so models trained with cross-entropy and
     # with MSE (and PCA) are compared on one scale.
     "reconstruction": Task("inputs", "mse", ("reconstruction_error",)),
+    # One label per position; positions whose target is data.IGNORE count in neither the loss nor the metrics.
+    "tagging": Task("labels", "masked_sparse_categorical_crossentropy", ("accuracy", "sequence_accuracy")),
+    "regression": Task("labels", "mse", ("mse",)),
 }
 
 
-def _metric(name: str):
+def _metric(name: str, task: str):
     import keras
 
-    if name == "reconstruction_error":
-        return keras.metrics.MeanSquaredError(name="reconstruction_error")
+    if name in ("reconstruction_error", "mse"):
+        return keras.metrics.MeanSquaredError(name=name)
+    if task == "tagging":
+        from dlbench.models.losses import TaggingAccuracy
+
+        return TaggingAccuracy(name=name, whole_sequence=name == "sequence_accuracy")
     return name
+
+
+def _task_loss(task: str):
+    """The Keras loss of a task: a Keras name, or for tagging the masked cross-entropy."""
+    if task == "tagging":
+        from dlbench.models.losses import masked_sparse_categorical_crossentropy
+
+        return masked_sparse_categorical_crossentropy
+    return TASKS[task].loss
 
 
 # Batches per compiled call: small models spend a tenth of their time in Keras's per-step Python loop at 1
@@ -132,9 +149,16 @@ def stops_early(values: Sequence[float], best_epoch: int, patience: int) -> bool
     return bool(patience) and len(values) - 1 - best_epoch >= patience
 
 
+# Log keys that are lower-is-better besides those naming a loss or an error.
+_LOWER_IS_BETTER = ("mse",)
+
+
 def direction(metric: str) -> str:
-    """'minimize' for losses and errors, 'maximize' for everything else (accuracy, AUC, ...)."""
-    return "minimize" if ("loss" in metric or "error" in metric) else "maximize"
+    """'minimize' for losses, errors and squared errors, 'maximize' for everything else (accuracy, AUC, ...)."""
+    base = metric
+    for prefix in ("best_", "test_", "val_"):
+        base = base.removeprefix(prefix)
+    return "minimize" if ("loss" in metric or "error" in metric or base in _LOWER_IS_BETTER) else "maximize"
 
 
 def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: int, monitor: str,
@@ -155,7 +179,8 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
         monitor: the Keras log key that selects the best epoch (e.g. 'val_accuracy').
         hooks: called as hook(epoch, logs) after every epoch, in order (logging, pruning). May raise to stop.
         evaluate_test: also evaluate the restored model on the test split.
-        task: a key of TASKS: "classification" fits the labels, "reconstruction" the inputs themselves.
+        task: a key of TASKS: "classification", "tagging" and "regression" fit the labels (data.TASK_METRICS
+            says how each is scored), "reconstruction" the inputs themselves.
         loss: the Keras loss (a name or a keras.losses.Loss, e.g. the perceptron's hinge); None takes the
             task's default.
         resume: a checkpointed state to continue from (weights, optimizer, history, best so far); training goes
@@ -182,9 +207,9 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
     if loss is None and task == "classification":
         loss = recipe.classifier_loss(hp)
     steps = math.ceil(len(data.train) / hp.batch_size)
-    model.compile(optimizer=recipe.optimizer(hp, steps, epochs), loss=loss or objective.loss,
+    model.compile(optimizer=recipe.optimizer(hp, steps, epochs), loss=loss or _task_loss(task),
                   jit_compile=hp.jit_compile,
-                  metrics=[_metric(m) for m in objective.metrics], steps_per_execution=STEPS_PER_EXECUTION)
+                  metrics=[_metric(m, task) for m in objective.metrics], steps_per_execution=STEPS_PER_EXECUTION)
     norm_every = gradnorms.every(hp.grad_norm_every, len(data.train))
     norms = gradnorms.Sampler(model, data.train.x, target(data.train), seed) if norm_every else None
     settings = {"precision": hp.precision, "determinism": "on" if deterministic else "off",

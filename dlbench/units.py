@@ -109,7 +109,7 @@ class Trainer:
                 result = train.fit(self.builder(params, seed, run_id, fresh=state is None), self.data, params.train,
                                    epochs=self.exp.budget.epochs, seed=seed, monitor=self.exp.metric,
                                    hooks=[*guard, logger, *hooks], evaluate_test=test, resume=state,
-                                   checkpoint=save if every else None, task=entry.task,
+                                   checkpoint=save if every else None, task=entry.task_for(self.data.task),
                                    loss=entry.loss(params.model))
         except leases.LeaseLost:
             raise

@@ -36,7 +36,8 @@ for name in models.names():
         if entry.accepts(shape) is not None:
             continue
         hp = entry.hparams()
-        model = entry.build(hp, types.SimpleNamespace(input_shape=shape, num_classes=10))
+        info = types.SimpleNamespace(input_shape=shape, num_classes=10, task="classification", vocab=0, outputs=10)
+        model = entry.build(hp, info)
         x = rng.random((16, *shape), dtype="float32")
         y = x if entry.task == "reconstruction" else rng.integers(0, 10, 16)
         loss = entry.loss(hp) or ("mse" if entry.task == "reconstruction" else "sparse_categorical_crossentropy")
@@ -44,6 +45,18 @@ for name in models.names():
         history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
         assert all(np.isfinite(history.history["loss"])), (name, shape)
         print("trained", name, shape)
+# Token inputs (ids in [0, vocab)), which the sequence builders embed themselves; with the paths the defaults
+# above leave out (two directions, batch norm, learned positions).
+token_params = {"rnn": dict(bidirectional=True), "tcn": dict(batch_norm=True),
+                "transformer": dict(positional="learned")}
+for name, params in token_params.items():
+    entry = models.get(name)
+    info = types.SimpleNamespace(input_shape=(12,), num_classes=10, task="classification", vocab=7, outputs=10)
+    model = entry.build(entry.hparams(**params), info)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    history = model.fit(rng.integers(0, 7, (16, 12)), rng.integers(0, 10, 16), epochs=1, batch_size=8, verbose=0)
+    assert all(np.isfinite(history.history["loss"])), (name, "tokens")
+    print("trained", name, "tokens")
 """
 
 
@@ -53,8 +66,11 @@ def test_every_dlbench_builder_trains_under_jax():
     assert proc.returncode == 0, proc.stderr[-4000:]
     trained = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("trained")}
     assert {"mlp", "autoencoder", "logistic", "perceptron", "cnn", "vgg", "resnet", "mobilenet",
-            "inception"} <= trained
+            "inception", "rnn", "tcn", "transformer"} <= trained
     assert "trained cnn (40, 1)" in proc.stdout  # the 1-D path too
+    assert "trained transformer (8, 8, 1)" in proc.stdout  # the Vision Transformer path
+    for name in ("rnn", "tcn", "transformer"):
+        assert f"trained {name} (40, 1)" in proc.stdout and f"trained {name} tokens" in proc.stdout
 
 
 def _run_jax(spec: str, tmp_path, tag: str) -> "pandas.DataFrame":  # noqa: F821

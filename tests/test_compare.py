@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -87,6 +88,22 @@ def test_compare_formats(finished):
     assert "Cost per arm" in out.stdout and "tanh (mlp): " in out.stdout
     assert "| arm | n |" in out.stdout
     assert "arm,n,mean,std,ci95_low,ci95_high" in out.stdout
+
+
+def test_a_reference_added_to_the_spec_after_the_run_is_compared(finished, tmp_path):
+    # The reference is prose (outside the spec hash): comparing through the file uses the file's current one,
+    # while the budget stays as the experiment ran (--seeds 3).
+    storage, uri, _ = finished
+    text = Path(TINY).read_text() + (
+        '\n[reference]\nsource = "A later paper"\nclaim = "relu beats tanh"\nresults = { tanh = 0.5, relu = 0.9 }\n'
+        'results_metric = "accuracy"\nlower_is_better = false\n')
+    spec_file = tmp_path / "tiny.toml"
+    spec_file.write_text(text)
+    out = dlbench("compare", str(spec_file), "--format", "json", "--storage", storage, "--tracking-uri", uri,
+                  "--no-log")
+    report = json.loads(out.stdout)
+    assert report["reference"]["source"] == "A later paper"
+    assert all(a["n"] == 3 for a in report["arms"])
 
 
 def test_compare_unknown_name_exits_2_saying_what_to_run(capsys, tmp_path):

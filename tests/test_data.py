@@ -139,6 +139,15 @@ def test_train_size_is_the_stratified_subset_option_of_the_image_sets():
     np.testing.assert_array_equal(sub.test.y, full.test.y)
 
 
+def test_mnist1d_n_val_gives_the_papers_4000_training_signals():
+    # The package keeps 80% of num_samples for training; n_val is carved from that part, the test split untouched.
+    d = data.load("mnist1d", {"num_samples": 6250, "n_val": 1000})
+    assert (len(d.train), len(d.val), len(d.test)) == (4000, 1000, 1250)
+    assert (len(data.load("mnist1d").train), len(data.load("mnist1d").val)) == (3000, 1000)  # default: as many as test
+    with pytest.raises(ValueError, match="n_val = 5000 leaves no training rows"):
+        data.load("mnist1d", {"n_val": 5000})
+
+
 def test_mnist1d_is_generated_from_its_seed_cached_and_leaves_global_rngs_alone(tmp_path, monkeypatch):
     import random
 
@@ -169,7 +178,8 @@ def test_mnist1d_is_generated_from_its_seed_cached_and_leaves_global_rngs_alone(
 
 
 def test_every_dataset_is_listed_with_where_its_data_comes_from():
-    assert data.names() == ["cifar10", "digits", "fashion_mnist", "mnist", "mnist1d", "mnist5k", "spirals"]
+    assert data.names() == ["adding", "cifar10", "copy_memory", "digits", "fashion_mnist", "mnist", "mnist1d", "mnist5k",
+                            "retrieve", "reverse", "sort", "spirals"]
     for name in data.names():
         desc = data.get(name).description
         assert ("offline" in desc) != ("download on first use" in desc), (name, desc)

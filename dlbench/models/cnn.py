@@ -12,7 +12,7 @@ from typing import Annotated
 
 import pydantic
 
-from dlbench.models import blocks
+from dlbench.models import blocks, refusals
 from dlbench.models.blocks import GlobalPooling, Pooling
 
 DESCRIPTION = ("CNN (scalable dlbench builder): LeNet-style blocks x (conv -> max/average pool or strided conv), "
@@ -43,7 +43,7 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
     `global_pool`, `hidden_dense` (+ ...) when dense > 0, `head`."""
     import keras
 
-    blocks.check_input(accepts(tuple(info.input_shape)))
+    refusals.check_input(accepts(tuple(info.input_shape)))
     # === Layers ===
     inputs, x = blocks.model_input(info, hp)
     for i in range(hp.blocks):
@@ -51,6 +51,6 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
     x = blocks.global_pool(x, hp.global_pooling)
     if hp.dense:
         x = blocks.dense_block(x, hp.dense, hp, "hidden")
-    outputs = blocks.classifier(x, info.num_classes, hp)
+    outputs = blocks.output_head(x, info, hp)
     # === Functional Model ===
     return keras.Model(inputs, outputs, name="cnn")

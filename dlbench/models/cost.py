@@ -2,8 +2,11 @@
 
 A multiply-accumulate (MAC) counts as 2 FLOPs. Counted: Dense (also on sequences), Conv1D/2D/3D at any stride
 (per output position: the kernel's weights), DepthwiseConv1D/2D, SeparableConv1D/2D (depthwise then pointwise, both
-at the output resolution), Conv1D/2D/3DTranspose (per input position) and BatchNormalization (one multiply-add per
-element, as at inference). Not counted: biases, activations, pooling, Add/Concatenate and the other element-wise
+at the output resolution), Conv1D/2D/3DTranspose (per input position), BatchNormalization (one multiply-add per
+element, as at inference), the recurrent layers SimpleRNN/LSTM/GRU (per time step: the input and the recurrent
+kernels; both directions of a Bidirectional) and MultiHeadAttention as self-attention (the query, key, value and
+output projections at every position, plus the scores and the weighted sum: 2 x length^2 x heads x key_dim).
+Embedding lookups are free. Not counted: biases, activations, pooling, Add/Concatenate and the other element-wise
 layers, all small beside the weighted layers. Nested models (keras.Sequential, keras.applications' functional
 models) are walked through their layers. Augmentation layers cost nothing at inference and are not counted.
 """
@@ -56,6 +59,22 @@ def _layer_macs(layer) -> int:
     if isinstance(layer, kl.Dense):
         # kernel (in, units); on inputs (batch, ..., in) it applies once per leading position.
         return math.prod(int(d) for d in layer.output.shape[1:-1]) * math.prod(layer.kernel.shape)
+    if isinstance(layer, kl.Bidirectional):
+        steps = int(layer.input.shape[1])
+        return _recurrent_macs(layer.forward_layer, steps) + _recurrent_macs(layer.backward_layer, steps)
+    if isinstance(layer, (kl.SimpleRNN, kl.LSTM, kl.GRU)):
+        return _recurrent_macs(layer, int(layer.input.shape[1]))
+    if isinstance(layer, kl.MultiHeadAttention):
+        length = int(layer.output.shape[1])
+        projections = sum(math.prod(dense.kernel.shape) for dense in
+                          (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense))
+        return length * projections + 2 * length * length * layer.num_heads * layer.key_dim
     if isinstance(layer, kl.BatchNormalization):
         return math.prod(int(d) for d in layer.output.shape[1:])
     return 0
+
+
+def _recurrent_macs(layer, steps: int) -> int:
+    """A recurrent layer over `steps` time steps: its input kernel and its recurrent kernel at every step."""
+    cell = layer.cell
+    return steps * (math.prod(cell.kernel.shape) + math.prod(cell.recurrent_kernel.shape))

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import pydantic
 
-from dlbench.models import blocks
+from dlbench.models import blocks, refusals
 
 DESCRIPTION = ("Inception (scalable dlbench builder): GoogLeNet modules (1x1 | 1x1->3x3 | 1x1->5x5 | pool->1x1, "
                "concatenated), stages x modules, 1x1 reductions on or off")
@@ -32,7 +32,7 @@ class HParams(blocks.Switches):
 
 
 def accepts(input_shape: tuple[int, ...]) -> str | None:
-    return blocks.needs_images(input_shape, "inception")
+    return refusals.needs_images(input_shape, "inception")
 
 
 def branch_widths(w: int) -> dict[str, int]:
@@ -61,7 +61,7 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
     """Build the Inception network. Modules are named `stage_<s>_module_<m>`, the poolings `stage_<s>_pool`."""
     import keras
 
-    blocks.check_input(accepts(tuple(info.input_shape)))
+    refusals.check_input(accepts(tuple(info.input_shape)))
     # === Layers ===
     inputs, x = blocks.model_input(info, hp)
     x = blocks.conv_block(x, 3 * hp.width, 3, hp, "stem")
@@ -71,6 +71,6 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
         for m in range(hp.modules_per_stage):
             x = inception_module(x, hp.width * 2**s, hp, f"stage_{s}_module_{m}")
     x = blocks.global_pool(x, "global_average")
-    outputs = blocks.classifier(x, info.num_classes, hp)
+    outputs = blocks.output_head(x, info, hp)
     # === Functional Model ===
     return keras.Model(inputs, outputs, name="inception")

@@ -1,5 +1,6 @@
-"""Custom Keras losses, on integer labels, in keras.ops only: the multi-class hinge of the perceptron, and the
-classifier losses of the `loss` switch.
+"""Custom Keras losses and metrics, on integer labels, in keras.ops only: the multi-class hinge of the perceptron,
+the classifier losses of the `loss` switch, and the masked loss and accuracies of tagging tasks (one label per
+position, IGNORE where a position has no target).
 
 Imported by the registry's loss callables when a run compiles (not by the registry), so `dlbench list` never
 loads Keras.
@@ -97,3 +98,59 @@ class ClassifierLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "label_smoothing": self.label_smoothing}
+
+
+# === Tagging (one label per position) ===
+
+IGNORE = -1  # data.IGNORE: a position without a target
+
+
+def masked_sparse_categorical_crossentropy(y_true, y_pred):
+    """Per example, the mean cross-entropy over its targeted positions (y_true != IGNORE); an example without any
+    targeted position contributes 0.
+
+    Args:
+        y_true: (batch, time) integer classes, or IGNORE.
+        y_pred: (batch, time, classes) probabilities.
+    """
+    y_true = ops.cast(y_true, "int32")
+    valid = ops.cast(ops.greater_equal(y_true, 0), y_pred.dtype)
+    ce = keras.losses.sparse_categorical_crossentropy(ops.maximum(y_true, 0), y_pred)  # (batch, time)
+    return ops.sum(ce * valid, axis=-1) / ops.maximum(ops.sum(valid, axis=-1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="dlbench")
+class TaggingAccuracy(keras.metrics.Metric):
+    """Accuracy over the targeted positions of a tagging task (y_true != IGNORE), pooled over every example seen:
+    with whole_sequence=False the fraction of targeted positions predicted right (token accuracy); with True the
+    fraction of examples whose targeted positions are all right (sequence accuracy)."""
+
+    def __init__(self, name: str = "accuracy", whole_sequence: bool = False, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.whole_sequence = whole_sequence
+        self.right = self.add_variable(shape=(), initializer="zeros", name="right")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        valid = ops.greater_equal(y_true, 0)
+        hit = ops.logical_and(valid, ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true))
+        if self.whole_sequence:  # no targeted position missed
+            missed = ops.logical_and(valid, ops.logical_not(hit))
+            right = ops.sum(ops.cast(ops.logical_not(ops.any(missed, axis=-1)), "float32"))
+            total = ops.cast(ops.shape(y_true)[0], "float32")
+        else:
+            right = ops.sum(ops.cast(hit, "float32"))
+            total = ops.sum(ops.cast(valid, "float32"))
+        self.right.assign_add(right)
+        self.total.assign_add(total)
+
+    def result(self):
+        return self.right / ops.maximum(self.total, 1.0)
+
+    def reset_state(self):
+        self.right.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "whole_sequence": self.whole_sequence}

@@ -88,6 +88,6 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
         x = keras.layers.Flatten(name="flatten")(x)
     for i in range(hp.depth):
         x = blocks.dense_block(x, hp.width, hp, _hidden_name(i))
-    outputs = blocks.classifier(x, info.num_classes, hp)
+    outputs = blocks.output_head(x, info, hp)
     # === Functional Model ===
     return keras.Model(inputs, outputs, name="mlp")

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import pydantic
 
-from dlbench.models import blocks
+from dlbench.models import blocks, refusals
 
 DESCRIPTION = ("MobileNet (scalable dlbench builder): depthwise separable blocks (3x3 depthwise + 1x1 conv) with "
                "a width multiplier; separable = false uses standard 3x3 convs")
@@ -36,7 +36,7 @@ class HParams(blocks.Switches):
 
 
 def accepts(input_shape: tuple[int, ...]) -> str | None:
-    return blocks.needs_images(input_shape, "mobilenet")
+    return refusals.needs_images(input_shape, "mobilenet")
 
 
 def _width(channels: int, multiplier: float) -> int:
@@ -48,7 +48,7 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
     (pointwise), or `block_<i>_*` (a standard conv) when not separable; `global_pool`, `head`."""
     import keras
 
-    blocks.check_input(accepts(tuple(info.input_shape)))
+    refusals.check_input(accepts(tuple(info.input_shape)))
     # === Layers ===
     inputs, x = blocks.model_input(info, hp)
     x = blocks.conv_block(x, _width(STEM, hp.width_multiplier), 3, hp, "stem")
@@ -60,6 +60,6 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
         else:
             x = blocks.conv_block(x, filters, 3, hp, f"block_{i}", strides=strides)
     x = blocks.global_pool(x, "global_average")
-    outputs = blocks.classifier(x, info.num_classes, hp)
+    outputs = blocks.output_head(x, info, hp)
     # === Functional Model ===
     return keras.Model(inputs, outputs, name="mobilenet")

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import pydantic
 
-from dlbench.models import blocks
+from dlbench.models import blocks, refusals
 
 DESCRIPTION = ("ResNet (scalable dlbench builder): CIFAR-style depth 6n+2, 3 stages of basic blocks with "
                "16/32/64 x width filters, residual or plain (residual = false)")
@@ -40,7 +40,7 @@ class HParams(blocks.Switches):
 
 
 def accepts(input_shape: tuple[int, ...]) -> str | None:
-    return blocks.needs_images(input_shape, "resnet")
+    return refusals.needs_images(input_shape, "resnet")
 
 
 def basic_block(x, filters: int, strides: int, hp: HParams, name: str):
@@ -67,7 +67,7 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
     """Build the ResNet. Blocks are named `stage_<s>_block_<b>` (see `basic_block`)."""
     import keras
 
-    blocks.check_input(accepts(tuple(info.input_shape)))
+    refusals.check_input(accepts(tuple(info.input_shape)))
     # === Layers ===
     inputs, x = blocks.model_input(info, hp)
     x = blocks.conv_block(x, 16 * hp.width, 3, hp, "stem")
@@ -76,6 +76,6 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
             strides = 2 if s > 0 and b == 0 else 1
             x = basic_block(x, 16 * 2**s * hp.width, strides, hp, f"stage_{s}_block_{b}")
     x = blocks.global_pool(x, "global_average")
-    outputs = blocks.classifier(x, info.num_classes, hp)
+    outputs = blocks.output_head(x, info, hp)
     # === Functional Model ===
     return keras.Model(inputs, outputs, name="resnet")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import pydantic
 
-from dlbench.models import blocks
+from dlbench.models import blocks, refusals
 from dlbench.models.blocks import GlobalPooling, Pooling
 
 DESCRIPTION = ("VGG (scalable dlbench builder): stages x (convs_per_stage x 3x3 conv -> pool), width doubling per "
@@ -30,7 +30,7 @@ class HParams(blocks.Switches):
 
 
 def accepts(input_shape: tuple[int, ...]) -> str | None:
-    return blocks.needs_images(input_shape, "vgg")
+    return refusals.needs_images(input_shape, "vgg")
 
 
 def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
@@ -38,7 +38,7 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
     `global_pool`, `hidden_<j>_dense` (+ ...), `head`."""
     import keras
 
-    blocks.check_input(accepts(tuple(info.input_shape)))
+    refusals.check_input(accepts(tuple(info.input_shape)))
     # === Layers ===
     inputs, x = blocks.model_input(info, hp)
     for s in range(hp.stages):
@@ -46,6 +46,6 @@ def build(hp: HParams, info) -> "keras.Model":  # noqa: F821
     x = blocks.global_pool(x, hp.global_pooling)
     for j in range(hp.dense_layers):
         x = blocks.dense_block(x, hp.dense, hp, f"hidden_{j}")
-    outputs = blocks.classifier(x, info.num_classes, hp)
+    outputs = blocks.output_head(x, info, hp)
     # === Functional Model ===
     return keras.Model(inputs, outputs, name="vgg")
