@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test reproduce bench install clean ui
+.PHONY: demo test unit reproduce bench install clean ui
 
+# setuptools' notes on editable installs (UserWarnings of the build backend) say nothing a user acts on.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,6 +22,10 @@ demo: $(STAMP)
 ## Run the test suite (slow reproductions excluded; see `make reproduce`).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## The fast unit tier (about 2 minutes): everything but the end-to-end runs and the slow reproductions.
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e and not slow"
 
 ## Long reproductions of the published ablations (marked slow); rewrites docs/reproductions.md.
 reproduce: $(STAMP)

@@ -93,7 +93,7 @@ def run(trials: int = 1000, repeats: int = 50, times: int = 3) -> str:
         "| command | median s | peak RSS MiB |",
         "|---|---|---|",
         f"| `dlbench compare NAME --no-log` (table only) | {median(table):.2f} | {mem_t:.0f} |",
-        f"| `dlbench compare NAME` (also writes the comparison run: 3 plots + 4 Optuna plots + md/csv/json) | "
+        f"| `dlbench compare NAME` (also writes the comparison run: 3 plots + 5 Optuna plots per arm + md/csv/json) | "
         f"{median(full):.2f} | {mem_f:.0f} |",
         "",
         f"Goal: < 5 s. Peak RSS is the largest of the child processes so far (ru_maxrss).",

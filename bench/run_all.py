@@ -28,6 +28,7 @@ BENCHES = {  # name -> extra arguments; the defaults are the documented settings
     "reporting": [],
     "search": ["--seeds", "3", "--cap", "100"],
     "gradnorms": ["--rounds", "5"],
+    "ui": ["--repeats", "3"],
     "gpu": [],  # skipped without an NVIDIA GPU
 }
 

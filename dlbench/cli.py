@@ -7,9 +7,7 @@ machine and cannot be downloaded, 1 failure at run time.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 from dlbench.progress import quiet_libraries
@@ -51,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dlbench", description="Tuned, tracked and statistically compared deep-learning ablations.",
                 epilog="Defaults: storage studies/ ($DLBENCH_STORAGE), tracking sqlite:///mlruns/mlflow.db "
                        "($MLFLOW_TRACKING_URI). See README.md.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{run,compare,list,ui}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,compare,list,ui,dashboard}")
 
     r = sub.add_parser("run", help="tune, repeat and compare the arms of an experiment", description=RUN_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("what", nargs="?", default="models,datasets,experiments",
                     help=f"comma-separated: {', '.join(LISTS)} (default: models,datasets,experiments)")
 
+    db = sub.add_parser("dashboard", help="open optuna-dashboard on 127.0.0.1 over the Optuna studies",
+                        description="Start optuna-dashboard (the `dashboard` extra: pip install -e '.[dashboard]') "
+                                    "on 127.0.0.1 over the storage: every arm's study, its trials, parameters and "
+                                    "Optuna's plots, live while a run goes on (Ctrl-C stops it).")
+    db.add_argument("--port", type=_positive, default=8080, help="port (default 8080)")
+    db.add_argument("--storage", default=None, help="Optuna storage (default studies/, or $DLBENCH_STORAGE)")
+
     ui = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1 over this project's store",
                         description="Start the MLflow UI on 127.0.0.1 (Ctrl-C stops it).")
     ui.add_argument("--port", type=_positive, default=5000, help="port (default 5000)")
@@ -110,80 +115,37 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _storage(arg: str | None) -> str:
-    return arg or os.environ.get("DLBENCH_STORAGE") or "studies/"
-
-
-def _tracking(arg: str | None) -> str:
-    from dlbench.tracking import default_uri  # noqa: PLC0415 - keeps `list` and `--help` free of mlflow
-
-    return arg or default_uri()
-
-
 def cmd_run(args) -> int:
-    from dlbench import spaces
+    from dlbench import api
 
-    overrides = dict(trials=args.trials, epochs=args.epochs, seeds=args.seeds,
-                     arms=[a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None)
-    exp = spaces.load(args.spec, args.set, **overrides)
-    if args.quick:
-        from dlbench.spec import with_overrides
-
-        exp = with_overrides(exp, trials=args.trials or 2, seeds=args.seeds or 2, epochs=args.epochs or 2,
-                             name=f"{exp.name}-quick")
-
-    from dlbench import study
-    from dlbench.spec import SpecError
+    report = api.run(args.spec, workers=args.workers, gpus=args.gpus, workers_per_gpu=args.workers_per_gpu,
+                     storage=args.storage, tracking_uri=args.tracking_uri, quick=args.quick,
+                     progress=False if args.no_progress else None, checkpoints=args.checkpoints, sets=args.set,
+                     trials=args.trials, epochs=args.epochs, seeds=args.seeds, arms=args.arms)
     from dlbench.storage import redact
-
-    placed: tuple[str, ...] = ()
-    if args.gpus is not None:
-        from dlbench import gpus
-
-        if args.workers != 1:
-            raise SpecError("command line", "--workers", "with --gpus the number of workers is GPUs x "
-                            "--workers-per-gpu; use --workers-per-gpu instead")
-        try:
-            placed = tuple(gpus.select(args.gpus, gpus.detect()))
-        except ValueError as e:
-            raise SpecError("command line", "--gpus", str(e)) from None
-    elif args.workers_per_gpu != 1:
-        raise SpecError("command line", "--workers-per-gpu", "only applies with --gpus")
-    settings = study.Settings(storage=_storage(args.storage), tracking_uri=_tracking(args.tracking_uri),
-                              workers=args.workers, progress=False if args.no_progress else None, gpus=placed,
-                              workers_per_gpu=args.workers_per_gpu,
-                              checkpoints=args.checkpoints or os.environ.get("DLBENCH_CHECKPOINTS"))
-    start = time.perf_counter()
-    models_used = "+".join(sorted({exp.model_for(a) for a in exp.arms}))
-    print(f"dlbench: {exp.name}: {len(exp.arms)} arms x ({exp.budget.trials} trials + {exp.seeds} seeds) x "
-          f"{exp.budget.epochs} epochs on {exp.dataset.name}/{models_used}; storage {redact(settings.storage)}, "
-          f"tracking {redact(settings.tracking_uri)}", file=sys.stderr, flush=True)
-    study.run(exp, settings)
-    from dlbench import compare
     from dlbench.tracking import ui_command
 
-    try:
-        print(compare.format_report(compare.report(exp, settings.storage, settings.tracking_uri)))
-    except SpecError as e:  # nothing to compare: every trial or repeat failed
-        print(f"dlbench: no comparison: {e.message}", file=sys.stderr)
-    print(f"\nfinished in {time.perf_counter() - start:.0f} s. Compare the runs in the MLflow UI: "
-          f"{redact(ui_command(settings.tracking_uri))}")
+    if report.result is None:  # nothing to compare: every trial or repeat failed
+        print(f"dlbench: no comparison: {report.note}", file=sys.stderr)
+    else:
+        print(report)
+    print(f"\nfinished in {report.seconds:.0f} s. Compare the runs in the MLflow UI: "
+          f"{redact(ui_command(report.tracking_uri))}")
     return 0
 
 
 def cmd_compare(args) -> int:
-    from dlbench import compare
+    from dlbench import api, comparison
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    bad = [f for f in formats if f not in compare.FORMATS]
+    bad = [f for f in formats if f not in comparison.FORMATS]
     if bad:
-        print(f"dlbench compare: unknown format {bad[0]!r}; choose from {', '.join(compare.FORMATS)}",
+        print(f"dlbench compare: unknown format {bad[0]!r}; choose from {', '.join(comparison.FORMATS)}",
               file=sys.stderr)
         return 2
-    uri = _tracking(args.tracking_uri)
-    exp = compare.resolve(args.spec_or_name, uri)
-    report = compare.report(exp, _storage(args.storage), uri, write=not args.no_log)
-    print("\n\n".join(compare.format_report(report, f) for f in formats))
+    report = api.compare(args.spec_or_name, storage=args.storage, tracking_uri=args.tracking_uri,
+                         write=not args.no_log)
+    print("\n\n".join(comparison.format_report(report.result, f) for f in formats))
     return 0
 
 
@@ -193,28 +155,36 @@ def cmd_list(args) -> int:
     if unknown:
         print(f"dlbench list: unknown kind {unknown[0]!r}; choose from {', '.join(LISTS)}", file=sys.stderr)
         return 2
-    if "models" in wanted:
-        from dlbench import models
+    if "models" in wanted or "datasets" in wanted:
+        from dlbench import plugins
 
-        print("models:")
-        for name in models.names():
-            print(f"  {name:<18}{models.get(name).description}")
-    if "datasets" in wanted:
-        from dlbench import data
+        plugins.load_entry_points()
+    for kind in ("models", "datasets"):
+        if kind in wanted:
+            from dlbench import data, models
 
-        print("datasets:")
-        for name in data.names():
-            print(f"  {name:<18}{data.get(name).description}")
+            registry = models if kind == "models" else data
+            print(f"{kind}:")
+            for name in registry.names():
+                entry = registry.get(name)
+                plugin = f" [plugin: {entry.source}, source sha256 {entry.digest}]" if entry.source else ""
+                print(f"  {name:<18}{entry.description}{plugin}")
     if "experiments" in wanted:
         import tomllib
 
         print(f"experiments ({EXPERIMENTS_DIR}/):")
-        for path in sorted(EXPERIMENTS_DIR.glob("*.toml")):
+        for path in sorted(EXPERIMENTS_DIR.rglob("*.toml")):
             try:
-                desc = tomllib.loads(path.read_text()).get("description", "")
+                raw = tomllib.loads(path.read_text())
+                desc = raw.get("description", "")
             except tomllib.TOMLDecodeError:
-                desc = "(not valid TOML)"
-            print(f"  {path.name:<28}{desc}")
+                raw, desc = {}, "(not valid TOML)"
+            print(f"  {str(path.relative_to(EXPERIMENTS_DIR)):<28}{desc}")
+            dataset = raw.get("dataset")
+            refs = {raw.get("model"), *(a.get("model") for a in raw.get("arms", {}).values() if isinstance(a, dict)),
+                    dataset.get("name") if isinstance(dataset, dict) else dataset}
+            for ref in sorted(r for r in refs if isinstance(r, str) and ":" in r):
+                print(f"  {'':<28}uses the plugin {ref} (imported from {path.parent}/ or installed packages)")
     if "techniques" in wanted:
         from dlbench import techniques
 
@@ -224,9 +194,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    from dlbench.api import _tracking_uri
     from dlbench.tracking import serve_ui
 
-    uri = _tracking(args.tracking_uri)
+    uri = _tracking_uri(args.tracking_uri)
     from dlbench.storage import redact
 
     print(f"MLflow UI over {redact(uri)} at http://127.0.0.1:{args.port} (Ctrl-C stops it); experiments:", file=sys.stderr)
@@ -236,13 +207,51 @@ def cmd_ui(args) -> int:
         return 0
 
 
+def cmd_dashboard(args) -> int:
+    try:
+        import optuna_dashboard
+    except ImportError:
+        print("dlbench dashboard: optuna-dashboard is not installed; install the extra with "
+              "`.venv/bin/pip install -e '.[dashboard]'` (or `pip install optuna-dashboard`)", file=sys.stderr)
+        return 2
+    from dlbench.api import _storage_url
+    from dlbench.storage import open_storage, redact
+
+    url = _storage_url(args.storage)
+    print(f"optuna-dashboard over {redact(url)} at http://127.0.0.1:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    try:
+        optuna_dashboard.run_server(open_storage(url), host="127.0.0.1", port=args.port)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _show_spec_warnings() -> None:
+    """Spec warnings as one line on stderr ("dlbench: warning: FILE: field `seeds`: ..."), not Python's format."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        from dlbench.spec import SpecWarning  # noqa: PLC0415
+
+        if issubclass(category, SpecWarning):
+            print(f"dlbench: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
+    _show_spec_warnings()
     args = _parser().parse_args(argv)
     from dlbench.spec import SpecError
 
     try:
-        return {"run": cmd_run, "compare": cmd_compare, "list": cmd_list, "ui": cmd_ui}[args.command](args)
+        return {"run": cmd_run, "compare": cmd_compare, "list": cmd_list, "ui": cmd_ui,
+                "dashboard": cmd_dashboard}[args.command](args)
     except SpecError as e:
         print(f"dlbench: invalid input: {e}", file=sys.stderr)
         return 2

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import sys
+import tempfile
 
 from tqdm import tqdm
 
 
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where progress bars draw as widgets, through tqdm.auto)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 class Progress:
-    """Feed it events; it draws a bar on a terminal and stays quiet (a line per stage) when output is not one."""
+    """Feed it events; it draws a bar on a terminal or in a notebook, and stays quiet (a line per stage) when
+    output is neither."""
 
     def __init__(self, enabled: bool | None = None, stream=None):
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        notebook = in_notebook()
+        self.enabled = (notebook or self.stream.isatty()) if enabled is None else enabled
+        if notebook:
+            from tqdm.auto import tqdm as bar_class  # noqa: PLC0415 - a widget when ipywidgets is installed
+        else:
+            bar_class = tqdm
+        self._bar_class = bar_class
         self.bar: tqdm | None = None
         self.arm = ""
         self.stage = ""
@@ -25,7 +41,7 @@ class Progress:
         self.close()
         self.arm, self.stage, self.epochs = arm, stage, epochs
         if self.enabled:
-            self.bar = tqdm(total=total, initial=done, desc=f"{arm} {stage}", file=self.stream, leave=True,
+            self.bar = self._bar_class(total=total, initial=done, desc=f"{arm} {stage}", file=self.stream, leave=True,
                             dynamic_ncols=True, unit=stage.rstrip("s") or "it")
 
     def epoch(self, item: str, epoch: int, logs: dict[str, float], metric: str) -> None:
@@ -65,3 +81,39 @@ def quiet_libraries() -> None:
     for name, level in (("optuna", logging.WARNING), ("mlflow", logging.WARNING), ("alembic", logging.WARNING),
                         ("tensorflow", logging.ERROR)):
         logging.getLogger(name).setLevel(level)
+
+
+# What TensorFlow's C++ runtime prints to stderr when it loads and starts, whatever TF_CPP_MIN_LOG_LEVEL says
+# (since 2.19 these lines come before absl logging is initialised): facts about the build and the machine, nothing a
+# user acts on. Everything else on stderr passes through.
+_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|cudart_stub\.cc|"
+    r"Could not find cuda drivers|cuda_platform\.cc.*cuInit|cpu_feature_guard\.cc|"
+    r"To enable the following instructions|rebuild TensorFlow with the appropriate compiler flags|"
+    r"Unable to register cu(FFT|DNN|BLAS) factory|computation_placer\.cc|"
+    r"TF-TRT Warning: Could not find TensorRT|Attempting to register factory for plugin")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Hold what is written to file descriptor 2 (C++ libraries included) inside the block, then write back all
+    but the known start-up chatter (`_NOISE`)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (some embedded interpreters): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [ln for ln in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if not _NOISE.search(ln)]
+            if kept:
+                os.write(2, "".join(kept).encode())

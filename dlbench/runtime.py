@@ -36,6 +36,19 @@ def prepare_environment(deterministic: bool) -> None:
         flags = os.environ.get("XLA_FLAGS", "")
         if JAX_DETERMINISM_FLAG not in flags:
             os.environ["XLA_FLAGS"] = f"{flags} {JAX_DETERMINISM_FLAG}".strip()
+    import_backend()
+
+
+def import_backend() -> None:
+    """Import Keras and its backend without the C++ runtime's start-up lines (progress.quiet_stderr)."""
+    import sys
+
+    if "keras" in sys.modules:
+        return
+    from dlbench.progress import quiet_stderr
+
+    with quiet_stderr():
+        import keras  # noqa: F401
 
 
 def configure(threads: int | None = None) -> None:
@@ -50,6 +63,12 @@ def configure(threads: int | None = None) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
         except RuntimeError:  # the runtime is already initialised: keep its settings
             pass
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        from dlbench.progress import quiet_stderr
+
+        with quiet_stderr():  # starts the runtime now, without its lines about CUDA on a machine without it
+            tf.config.list_logical_devices()
 
 
 def set_determinism(on: bool) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import pydantic
 
-from dlbench import data, models, runtime, spec
+from dlbench import data, models, runtime, spec, stats
 from dlbench.spec import Choice, Experiment, Range, SpecError
 from dlbench.train import TrainHParams, direction
 
@@ -31,13 +31,22 @@ class Params:
     model_name: str = ""  # the registry name of the model builder these parameters are for
 
 
-def load(path: str | Path, sets: typing.Sequence[str] = (), **overrides) -> Experiment:
-    """`spec.load` with `--set` overrides, `check`, then the budget overrides: everything a run validates before
-    it starts."""
-    exp = spec.load(path, sets)
+def load(path: str | Path | Mapping[str, Any], sets: typing.Sequence[str | tuple[str, Any]] = (),
+         **overrides) -> Experiment:
+    """`spec.load` (or `spec.parse` of a mapping) with `--set` overrides, the plugins it names, `check`, then the
+    budget overrides: everything a run validates before it starts."""
+    from dlbench import plugins  # noqa: PLC0415
+
+    if isinstance(path, Mapping):
+        exp = spec.parse(spec.apply_sets(dict(path), sets, "<dict>"), "<dict>")
+    else:
+        exp = spec.load(path, sets)
+    exp = plugins.attach(exp)
     check(exp)
     if any(v is not None for v in overrides.values()):
         exp = spec.with_overrides(exp, **overrides)
+        _check_search(exp)  # a grid and the new trial budget
+    stats.warn_if_few_seeds(exp)
     return exp
 
 
@@ -185,6 +194,22 @@ def check(exp: Experiment) -> None:
         _check_combinations(exp, arm, TrainHParams, owners)
         _check_recipe(exp, arm, entry, owners, task)
         _check_speed_settings(exp, arm)
+    _check_search(exp)
+    if any(entries[a.name].source for a in exp.arms):
+        from dlbench import plugins  # noqa: PLC0415
+
+        plugins.probe(exp, info, lambda arm: resolve(exp, arm, _first_values(exp, arm)).model)
+
+
+def _first_values(exp: Experiment, arm: spec.Arm) -> dict[str, Any]:
+    """A value for each searched parameter (the low end of a range, the first choice): to build a model once."""
+    out = {}
+    for k, v in exp.params_for(arm).items():
+        if isinstance(v, Choice):
+            out[k] = v.choices[0]
+        elif isinstance(v, Range):
+            out[k] = int(v.low) if _base_type(_owners(exp.model_for(arm))[k][1]) is int else v.low
+    return out
 
 
 def _check_param(exp: Experiment, field: str, name: str, value: Any, owners: dict, model: str) -> None:
@@ -302,6 +327,18 @@ def sample(trial, exp: Experiment, arm: spec.Arm) -> Params:
     owners = _owners(exp.model_for(arm))
     sampled = {k: _suggest(trial, k, v, owners[k][1]) for k, v in exp.params_for(arm).items() if spec.is_searched(v)}
     return resolve(exp, arm, sampled)
+
+
+def _check_search(exp: Experiment) -> None:
+    from dlbench import search  # noqa: PLC0415
+
+    search.check(exp, lambda arm: int_params(exp, arm))
+
+
+def int_params(exp: Experiment, arm: spec.Arm) -> frozenset[str]:
+    """The arm's searched parameters that are integers (their ranges are grids of whole numbers)."""
+    owners = _owners(exp.model_for(arm))
+    return frozenset(k for k in searched_names(exp, arm) if _base_type(owners[k][1]) is int)
 
 
 def searched_names(exp: Experiment, arm: spec.Arm) -> list[str]:

@@ -28,6 +28,14 @@ class SpecError(ValueError):
         super().__init__(f"{self.path}: field `{field}`: {message}")
 
 
+class SpecWarning(UserWarning):
+    """A valid spec with a weakness worth knowing before it runs (e.g. too few seeds for a test to reach α)."""
+
+    def __init__(self, path: str | Path, field: str, message: str):
+        self.path, self.field, self.message = str(path), field, message
+        super().__init__(f"{self.path}: field `{field}`: {message}")
+
+
 # === Parameter values ===
 
 
@@ -108,6 +116,14 @@ class Experiment:
     arms: tuple[Arm, ...]
     reference: Reference | None
     save_models: str = "repeats"  # "repeats": each seed repeat's final model is an artifact of its run; "none"
+    # ("model:<name>" | "dataset:<name>", sha256 of the plugin's source) for every plugin the experiment uses,
+    # filled by plugins.attach and stored with the run; part of the spec hash. Empty for built-ins only.
+    sources: tuple[tuple[str, str], ...] = ()
+    sampler: str = "tpe"  # Optuna sampler of every arm's study (search.SAMPLERS)
+    # Differences smaller than this (absolute, in the compared metric) count as none: an arm whose difference
+    # test fails and whose equivalence test (TOST) within ±margin succeeds is "equivalent". None: the default of
+    # comparison.equivalence_margin (0.01 for accuracies, 5% of the baseline's mean for losses and errors).
+    equivalence_margin: float | None = None
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -122,6 +138,10 @@ class Experiment:
     def model_for(self, arm: Arm) -> str:
         """The model builder an arm trains: its own `model`, else the experiment's."""
         return arm.model or self.model
+
+    def study_name(self, arm: str) -> str:
+        """The Optuna study of an arm: "<name>/<arm>"."""
+        return f"{self.name}/{arm}"
 
     def params_for(self, arm: Arm) -> dict[str, Value]:
         """Fixed, then shared search space, then the arm's own values (the arm wins)."""
@@ -146,6 +166,10 @@ class Experiment:
         }
         if any(a.model for a in self.arms):  # only then, so the hashes of single-model experiments never change
             payload["arm_models"] = {a.name: self.model_for(a) for a in self.arms}
+        if self.sources:  # likewise: only experiments that use plugins hash their sources
+            payload["sources"] = dict(self.sources)
+        if self.sampler != "tpe":  # and another sampler than the default draws other trials
+            payload["sampler"] = self.sampler
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -191,7 +215,9 @@ class _SpecModel(_Strict):
     baseline: str
     seeds: int = 5
     budget: _BudgetModel
-    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    pruner: Literal["hyperband", "successive_halving", "median", "percentile", "none"] = "hyperband"
+    sampler: Literal["tpe", "random", "grid", "gp", "cmaes", "qmc"] = "tpe"
+    equivalence_margin: float | None = None
     save_models: Literal["none", "repeats"] = "repeats"
     fixed: dict[str, Any] = {}
     search: dict[str, Any] = {}
@@ -235,7 +261,7 @@ def _pydantic_message(path: str | Path, err: dict) -> SpecError:
 # === Loading ===
 
 
-def load(path: str | Path, sets: Sequence[str] = ()) -> Experiment:
+def load(path: str | Path, sets: Sequence[str | tuple[str, Any]] = ()) -> Experiment:
     """Read and validate a spec file.
 
     Args:
@@ -263,7 +289,7 @@ def load(path: str | Path, sets: Sequence[str] = ()) -> Experiment:
     return parse(apply_sets(raw, sets, path), path)
 
 
-def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: str | Path = "<spec>") -> dict[str, Any]:
+def apply_sets(raw: dict[str, Any], sets: Sequence[str | tuple[str, Any]], path: str | Path = "<spec>") -> dict[str, Any]:
     """The spec mapping with `--set` overrides applied, before it is validated.
 
     Each override is "dotted.key=value": the key a path into the spec's tables (`dataset.train_size`,
@@ -273,16 +299,21 @@ def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: str | Path = "<sp
     results.
     """
     raw = copy.deepcopy(raw)
-    suffix = []
+    suffix, keys = [], []
     for item in sets:
-        key, sep, text = item.partition("=")
+        if isinstance(item, tuple):  # (key, value) from Python: dlbench.load_spec(path, **{"fixed.width": 64})
+            key, value = item
+            sep = "="
+        else:
+            key, sep, text = item.partition("=")
+            try:
+                value = tomllib.loads(f"v = {text}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = text.strip()
         parts = [p.strip() for p in key.split(".")]
+        keys.append(key.strip())
         if not sep or not all(parts):
             raise SpecError(path, "--set", f"expected key=value (e.g. dataset.train_size=1000); got {item!r}")
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text.strip()
         table = raw
         for i, part in enumerate(parts[:-1]):
             if part == "dataset" and i == 0 and isinstance(table.get("dataset"), str):
@@ -292,15 +323,19 @@ def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: str | Path = "<sp
                 raise SpecError(path, "--set", f"{'.'.join(parts[:i + 1])} is a value, not a table; cannot set {key}")
         table[parts[-1]] = value
         suffix.append(re.sub(r"[^A-Za-z0-9_.-]", "_", f"{parts[-1]}-{value}"))
-    if suffix and not any(item.partition("=")[0].strip() == "name" for item in sets):
+    if suffix and "name" not in keys:
         raw["name"] = ".".join([str(raw.get("name", "")), *suffix])
     return raw
 
 
 def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
     """Validate an already-decoded spec mapping (see `load`)."""
+    raw = dict(raw)
+    sources = raw.pop("sources", None) or {}  # written by `to_raw` beside a run's results, never by hand
+    if not (isinstance(sources, dict) and all(isinstance(v, str) for v in sources.values())):
+        raise SpecError(path, "sources", f"the plugin digests stored with a run (key -> sha256); got {sources!r}")
     try:
-        m = _SpecModel.model_validate(dict(raw))
+        m = _SpecModel.model_validate(raw)
     except pydantic.ValidationError as e:
         raise _pydantic_message(path, e.errors()[0]) from None
 
@@ -312,6 +347,12 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
         raise SpecError(path, "budget.trials", f"must be at least 1; got {m.budget.trials}")
     if m.budget.epochs < 1:
         raise SpecError(path, "budget.epochs", f"must be at least 1; got {m.budget.epochs}")
+    margin = m.equivalence_margin
+    if isinstance(margin, int) and not isinstance(margin, bool):
+        margin = float(margin)
+    if margin is not None and not (math.isfinite(margin) and margin > 0):
+        raise SpecError(path, "equivalence_margin", f"must be a number > 0 in the compared metric's units (e.g. 0.01 "
+                        f"for one point of accuracy); got {margin!r}")
 
     if isinstance(m.dataset, str):
         dataset = DatasetRef(m.dataset, {})
@@ -371,6 +412,7 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
         name=m.name, description=m.description, path=str(path), dataset=dataset, model=m.model, metric=m.metric,
         baseline=m.baseline, seeds=m.seeds, budget=Budget(m.budget.trials, m.budget.epochs), pruner=m.pruner,
         fixed=fixed, search=search, arms=tuple(arms), reference=reference, save_models=m.save_models,
+        sources=tuple(sorted(sources.items())), sampler=m.sampler, equivalence_margin=margin,
     )
 
 
@@ -463,11 +505,15 @@ def to_raw(exp: Experiment) -> dict[str, Any]:
         "name": exp.name, "description": exp.description, "dataset": {"name": exp.dataset.name, **exp.dataset.options},
         "model": exp.model, "metric": exp.metric, "baseline": exp.baseline, "seeds": exp.seeds,
         "budget": {"trials": exp.budget.trials, "epochs": exp.budget.epochs}, "pruner": exp.pruner,
+        "sampler": exp.sampler,
+        **({"equivalence_margin": exp.equivalence_margin} if exp.equivalence_margin is not None else {}),
         "save_models": exp.save_models,
         "fixed": {k: raw(v) for k, v in exp.fixed.items()}, "search": {k: raw(v) for k, v in exp.search.items()},
         "arms": {a.name: {**({"model": a.model} if a.model else {}), **{k: raw(v) for k, v in a.params.items()}}
                  for a in exp.arms},
     }
+    if exp.sources:
+        out["sources"] = dict(exp.sources)
     if exp.reference is not None:
         r = exp.reference
         out["reference"] = {"source": r.source, "claim": r.claim, "results": dict(r.results)}

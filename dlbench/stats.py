@@ -1,4 +1,5 @@
-"""Statistics over seed repeats: summaries, tests against a baseline, Holm correction, expected best score."""
+"""Statistics over seed repeats: summaries, tests against a baseline (difference and equivalence), the smallest
+difference the seeds could detect, Holm correction, expected best score."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 from scipy import stats as st
+
+from dlbench.spec import Experiment, SpecWarning
 
 NAN = math.nan
 
@@ -35,6 +38,9 @@ class Comparison:
     p_paired: float  # paired t-test over matched seeds
     hedges_g: float
     note: str
+    margin: float = NAN  # the equivalence margin the TOST used (absolute, in the metric's units)
+    p_tost: float = NAN  # Welch two one-sided tests of |diff| < margin (Schuirmann 1987); small = equivalent
+    mde: float = NAN  # the smallest |diff| a Welch test at these seeds detects with 80% power at alpha
 
 
 def _clean(values: Sequence[float]) -> np.ndarray:
@@ -42,8 +48,13 @@ def _clean(values: Sequence[float]) -> np.ndarray:
     return a[~np.isnan(a)]
 
 
-def describe(values: Sequence[float], confidence: float = 0.95) -> Summary:
-    """n, mean, sample std (ddof=1) and the t confidence interval of the mean (nan where n < 2)."""
+def describe(values: Sequence[float], confidence: float = 0.95, bounded: bool = False) -> Summary:
+    """n, mean, sample std (ddof=1) and a confidence interval of the mean (nan where n < 2).
+
+    The interval is Student's t, or with `bounded` (a metric with hard bounds: an accuracy in [0, 1], an error
+    >= 0) the percentile bootstrap of the mean (scipy.stats.bootstrap, 9,999 resamples, fixed seed), which stays
+    inside the values' range and so inside the metric's bounds.
+    """
     a = _clean(values)
     n = len(a)
     if n == 0:
@@ -52,6 +63,12 @@ def describe(values: Sequence[float], confidence: float = 0.95) -> Summary:
     if n < 2:
         return Summary(1, mean, NAN, NAN, NAN)
     sd = float(a.std(ddof=1))
+    if bounded:
+        if np.ptp(a) == 0:
+            return Summary(n, mean, sd, mean, mean)
+        ci = st.bootstrap((a,), np.mean, confidence_level=confidence, n_resamples=9999, method="percentile",
+                          rng=np.random.default_rng(0)).confidence_interval
+        return Summary(n, mean, sd, float(ci.low), float(ci.high))
     half = float(st.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
     return Summary(n, mean, sd, mean - half, mean + half)
 
@@ -68,19 +85,59 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
     return float((a.mean() - b.mean()) / pooled * (1 - 3 / (4 * (n1 + n2) - 9)))
 
 
-def welch_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+def _welch_se_df(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Standard error of mean(a) - mean(b) and its Welch-Satterthwaite degrees of freedom."""
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se = math.sqrt(va + vb)
-    diff = float(a.mean() - b.mean())
     if se == 0:
+        return 0.0, float(len(a) + len(b) - 2)
+    return se, (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+
+
+def welch_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The Welch confidence interval of mean(a) - mean(b), from scipy (a point where both arms are constant)."""
+    diff = float(a.mean() - b.mean())
+    if _welch_se_df(a, b)[0] == 0:
         return diff, diff
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(st.t.ppf(0.5 + confidence / 2, dof)) * se
-    return diff - half, diff + half
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        ci = st.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+def tost(a: np.ndarray, b: np.ndarray, margin: float) -> float:
+    """p-value of Welch's two one-sided tests that -margin < mean(a) - mean(b) < margin: the larger of the two
+    one-sided p-values (H0: diff <= -margin; H0: diff >= margin). Small means equivalent within the margin."""
+    if not margin > 0 or len(a) < 2 or len(b) < 2:
+        return NAN
+    diff = float(a.mean() - b.mean())
+    if _welch_se_df(a, b)[0] == 0:
+        return 0.0 if abs(diff) < margin else 1.0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        lower = st.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
+        upper = st.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
+    return float(max(lower, upper))
+
+
+def detectable(a: np.ndarray, b: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest |mean(a) - mean(b)| a two-sided Welch test at `alpha` detects with probability `power`, at
+    these seeds and the variances they show: (t(1 - alpha/2) + t(power)) x SE, on Welch's degrees of freedom."""
+    if len(a) < 2 or len(b) < 2:
+        return NAN
+    se, df = _welch_se_df(a, b)
+    return float((st.t.ppf(1 - alpha / 2, df) + st.t.ppf(power, df)) * se)
+
+
+def min_rank_p(n_arm: int, n_base: int) -> float:
+    """The smallest two-sided p-value the Mann-Whitney U test can give with these many seeds (complete
+    separation): 2 / C(n_arm + n_base, n_arm)."""
+    return min(1.0, 2 / math.comb(n_arm + n_base, n_arm))
 
 
 def compare(arm: Sequence[float], base: Sequence[float], *, higher_is_better: bool = True,
-            arm_seeds: Sequence[int] | None = None, base_seeds: Sequence[int] | None = None) -> Comparison:
+            arm_seeds: Sequence[int] | None = None, base_seeds: Sequence[int] | None = None,
+            margin: float = NAN, alpha: float = 0.05) -> Comparison:
     """Compare an arm's seed repeats with the baseline's.
 
     Args:
@@ -88,6 +145,8 @@ def compare(arm: Sequence[float], base: Sequence[float], *, higher_is_better: bo
         higher_is_better: the metric's direction (only used for the note; `diff` is always arm - base).
         arm_seeds, base_seeds: seed ids of the values; pairs for the paired test are matched by seed id when given,
             else by position.
+        margin: the equivalence margin of the TOST (absolute; nan: no equivalence test).
+        alpha: the level the detectable difference is computed for.
 
     Returns:
         Comparison; p-values are nan (with a note) where a test is impossible.
@@ -104,7 +163,7 @@ def compare(arm: Sequence[float], base: Sequence[float], *, higher_is_better: bo
     notes = []
     if len(a) < 2 or len(b) < 2:
         notes.append(f"n < 2 in an arm (n={len(a)} vs {len(b)}): no test")
-        return Comparison(len(a), len(b), diff, NAN, NAN, NAN, NAN, len(pairs), NAN, NAN, "; ".join(notes))
+        return Comparison(len(a), len(b), diff, NAN, NAN, NAN, NAN, len(pairs), NAN, NAN, "; ".join(notes), margin)
     lo, hi = welch_ci(a, b)
     if np.ptp(a) == 0 and np.ptp(b) == 0:  # all values identical (var() may be 1e-33 from rounding)
         same = a.mean() == b.mean()
@@ -125,7 +184,7 @@ def compare(arm: Sequence[float], base: Sequence[float], *, higher_is_better: bo
         p_paired = NAN
         notes.append("fewer than 2 matched seeds: no paired test")
     return Comparison(len(a), len(b), diff, lo, hi, p_welch, p_rank, len(pairs), p_paired, hedges_g(a, b),
-                      "; ".join(notes))
+                      "; ".join(notes), margin, tost(a, b, margin), detectable(a, b, alpha))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -141,17 +200,25 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def verdict(comparison: Comparison, p_adjusted: float, *, higher_is_better: bool, alpha: float = 0.05) -> str:
-    """'better' / 'worse' than the baseline in the metric's direction, or 'no significant difference'.
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+
+
+def verdict(comparison: Comparison, p_adjusted: float, *, higher_is_better: bool, alpha: float = 0.05,
+            p_tost_adjusted: float = NAN) -> str:
+    """'better' / 'worse' than the baseline in the metric's direction when the difference test rejects;
+    otherwise 'equivalent' when the equivalence test (TOST) rejects a difference as large as the margin, else
+    'inconclusive' (the seeds cannot tell the two apart, nor show them within the margin).
 
     'too few repeats' when no test could be made.
     """
     if math.isnan(p_adjusted):
         return "too few repeats" if comparison.n_arm < 2 or comparison.n_base < 2 else "no test possible"
-    if p_adjusted >= alpha:
-        return "no significant difference"
-    improves = comparison.diff > 0 if higher_is_better else comparison.diff < 0
-    return "better" if improves else "worse"
+    if p_adjusted < alpha:
+        improves = comparison.diff > 0 if higher_is_better else comparison.diff < 0
+        return "better" if improves else "worse"
+    if not math.isnan(p_tost_adjusted) and p_tost_adjusted < alpha:
+        return "equivalent"
+    return "inconclusive"
 
 
 def expected_max(values: Sequence[float], n_max: int, *, higher_is_better: bool = True) -> list[float]:
@@ -172,3 +239,17 @@ def expected_max(values: Sequence[float], n_max: int, *, higher_is_better: bool 
         e = float((w * v).sum())
         out.append(e if higher_is_better else -e)
     return out
+
+
+def warn_if_few_seeds(exp: Experiment, alpha: float = 0.05) -> None:
+    """Warn (SpecWarning, field `seeds`) when the seeds are too few for the rank test to reach α after Holm's
+    correction over the experiment's comparisons."""
+    m = max(1, len(exp.arms) - 1)
+    if len(exp.arms) < 2 or min_rank_p(exp.seeds, exp.seeds) * m < alpha:
+        return
+    enough = next(n for n in range(exp.seeds + 1, 100) if min_rank_p(n, n) * m < alpha)
+    warnings.warn(SpecWarning(exp.path, "seeds", (
+        f"with {exp.seeds} seeds per arm the Mann-Whitney rank test cannot go below p = "
+        f"{min(1.0, min_rank_p(exp.seeds, exp.seeds) * m):.3g} (Holm, {m} comparison{'s' if m > 1 else ''}), above "
+        f"α = {alpha}: it cannot back any verdict, which then rests on Welch's test alone; {enough} seeds can "
+        f"(--seeds {enough})")), stacklevel=3)

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from dlbench import checkpoints, claims, data, gpus, leases, lifecycle, runtime, spaces, spec, storage
+from dlbench import checkpoints, claims, data, gpus, leases, lifecycle, plugins, runtime, search, spaces, spec, storage
 from dlbench import tracking as T
 from dlbench.claims import A_RUN_ID, A_TAKEOVERS, RunError
 from dlbench.progress import Progress, quiet_libraries
@@ -44,42 +44,15 @@ class Settings:
 
 
 def study_name(exp: Experiment, arm: str) -> str:
-    return f"{exp.name}/{arm}"
-
-
-def _sampler_settings(exp: Experiment) -> dict[str, Any]:
-    # TPE's random start-up trials are counted per Hyperband bracket (Optuna's TPE only learns from trials of the
-    # current trial's bracket): 5 per bracket x 2 brackets (see _pruner) = 10 random trials before TPE learns,
-    # where Optuna's defaults (10 x 4 brackets at min_resource=1) would spend 40. Measured: bench/CHANGES.md.
-    return {"sampler": "TPESampler", "n_startup_trials": max(2, min(5, exp.budget.trials // 3)),
-            "multivariate": True, "constant_liar": True}
-
-
-def hyperband_min_resource(epochs: int) -> int:
-    """The first rung: a ninth of the epochs, so Hyperband has 2 brackets (reduction factor 3) rather than 4."""
-    return max(1, math.ceil(epochs / 9))
-
-
-def _pruner(exp: Experiment):
-    if exp.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=hyperband_min_resource(exp.budget.epochs),
-                                              max_resource=exp.budget.epochs, reduction_factor=3)
-    if exp.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, exp.budget.epochs // 4))
-    return optuna.pruners.NopPruner()
-
-
-def _seed(*parts: Any) -> int:
-    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+    return exp.study_name(arm)
 
 
 def open_study(exp: Experiment, arm: str, storage, worker: int = 0) -> optuna.Study:
     """Create or load the arm's study; refuse one that was made from a different version of the spec."""
-    s = _sampler_settings(exp)
-    sampler = optuna.samplers.TPESampler(seed=_seed(exp.name, arm, worker), n_startup_trials=s["n_startup_trials"],
-                                         multivariate=s["multivariate"], constant_liar=s["constant_liar"])
+    s = search.sampler_settings(exp)
+    sampler = search.sampler(exp, search.seed(exp.name, arm, worker), exp.arm(arm), spaces.int_params(exp, exp.arm(arm)))
     study = optuna.create_study(storage=storage, study_name=study_name(exp, arm), sampler=sampler,
-                                pruner=_pruner(exp), direction=spaces.metric_direction(exp), load_if_exists=True)
+                                pruner=search.pruner(exp), direction=spaces.metric_direction(exp), load_if_exists=True)
     stored = study.user_attrs.get("spec_hash")
     if stored is None:
         for k, v in {"spec_hash": exp.spec_hash, "metric": exp.metric, "pruner": exp.pruner,
@@ -117,8 +90,9 @@ class Worker:
         if settings.gpus:
             self.tags[T.TAG_CUDA_VISIBLE] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         root = settings.checkpoints or checkpoints.default_root(settings.storage)
-        self.trainer = Trainer(exp, data.load(exp.dataset.name, exp.dataset.options), self.tracker,
-                               checkpoints.Store(root, exp.name, exp.spec_hash))
+        info = data.load(exp.dataset.name, exp.dataset.options)
+        self.trainer = Trainer(exp, info, self.tracker, checkpoints.Store(root, exp.name, exp.spec_hash))
+        self.dataset = T.dataset_input(exp.dataset.name, exp.dataset.options, info)
         self.studies = {a.name: open_study(exp, a.name, self.storage, worker) for a in exp.arms}
 
     def arm_run(self, arm: str) -> str:
@@ -133,7 +107,8 @@ class Worker:
     def _run(self, name: str, role_tags: dict, parent: str, params: spaces.Params, seed: int) -> str:
         tags = {**self.tags, **role_tags, T.TAG_STATE: T.STATE_RUNNING}
         return self.tracker.create_run(name, tags, parent, {**params.values, "model": params.model_name,
-                                                            "seed": seed, "epochs": self.exp.budget.epochs})
+                                                            "seed": seed, "epochs": self.exp.budget.epochs},
+                                       dataset=self.dataset)
 
     def _restarted(self, old: str, new: str, note: str) -> str:
         self.tracker.end_run(old, T.STATE_FAIL, f"worker died; {note}; the unit restarted in run {new}")
@@ -275,9 +250,10 @@ def wants_determinism(exp: Experiment) -> bool:
     return any(exp.params_for(arm).get("deterministic", True) is not False for arm in exp.arms)
 
 
-def _worker_main(exp: Experiment, settings: Settings, worker: int, threads: int) -> None:
-    runtime.prepare_environment(wants_determinism(exp))
+def _worker_main(exp: Experiment, settings: Settings, worker: int, threads: int, plugin_state=None) -> None:
     quiet_libraries()
+    runtime.prepare_environment(wants_determinism(exp))
+    plugins.restore(plugin_state)  # the parent's plugins: a spawned worker starts with the built-ins only
     try:
         Worker(exp, settings, worker=worker, threads=threads).work()
     except Exception as e:  # noqa: BLE001 - its traceback, with credentials in URLs masked; the parent reports it
@@ -286,14 +262,14 @@ def _worker_main(exp: Experiment, settings: Settings, worker: int, threads: int)
 
 
 def run(exp: Experiment, settings: Settings) -> None:
-    """Tune every arm and repeat the best configurations (`compare.report` then reads the results).
+    """Tune every arm and repeat the best configurations (`comparison.report` then reads the results).
 
     With `settings.workers > 1` or GPUs to place workers on, that many processes share the work (each with its
     share of CPU threads, and its own GPU); this process then only shows progress. Re-running resumes where the
     storage left off: finished units are kept, and units whose workers died are taken over from their checkpoints.
     """
-    runtime.prepare_environment(wants_determinism(exp))
     quiet_libraries()
+    runtime.prepare_environment(wants_determinism(exp))
     progress = Progress(settings.progress)
     # Create the stores and studies once, before workers race to do it, and keep the spec beside its results.
     opened = storage.open_storage(settings.storage)
@@ -309,8 +285,10 @@ def run(exp: Experiment, settings: Settings) -> None:
     ctx = multiprocessing.get_context("spawn")
     threads = runtime.threads_per_worker(len(environments))
     procs_ = []
+    plugin_state = plugins.snapshot()
     for i, env in enumerate(environments):
-        p = ctx.Process(target=_worker_main, args=(exp, settings, i, threads), name=f"dlbench-worker-{i}")
+        p = ctx.Process(target=_worker_main, args=(exp, settings, i, threads, plugin_state),
+                        name=f"dlbench-worker-{i}")
         with gpus.environment(env):  # a spawned worker starts with this environment, before any framework import
             p.start()
         procs_.append(p)

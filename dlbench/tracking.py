@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -196,6 +197,17 @@ def manifest(device: str, backend: str) -> dict[str, str]:
 # === The store ===
 
 
+def dataset_input(name: str, options: Mapping[str, Any], info: Any) -> dict:
+    """What a run logs as its MLflow dataset input (`Tracker.log_dataset`): the dataset's name, a digest of its
+    options and split sizes, the options (source), and the split sizes, input shape, classes and task (profile)."""
+    sizes = {"train": len(info.train), "val": len(info.val), "test": len(info.test),
+             "unlabeled": len(info.unlabeled) if info.unlabeled is not None else 0}
+    source = {"dataset": name, **dict(sorted(options.items()))}
+    profile = {**sizes, "input_shape": list(info.input_shape), "classes": info.num_classes, "task": info.task}
+    digest = hashlib.sha256(json.dumps([source, profile], sort_keys=True).encode()).hexdigest()[:8]
+    return {"name": name, "digest": digest, "source": source, "profile": profile}
+
+
 class Tracker:
     """One MLflow experiment in one tracking store."""
 
@@ -230,14 +242,26 @@ class Tracker:
         self.client.set_experiment_tag(self.experiment_id, TAG_SPEC, json.dumps(raw))
 
     def create_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None,
-                   params: Mapping[str, Any] | None = None) -> str:
+                   params: Mapping[str, Any] | None = None, dataset: Mapping[str, Any] | None = None) -> str:
+        """A new run with its tags, params and (`dataset_input`) its dataset input; returns its id."""
         tags = {**tags, TAG_RUN_NAME: name}
         if parent_id:
             tags[TAG_PARENT] = parent_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
         if params:
             self.log_params(run.info.run_id, params)
+        if dataset:
+            self.log_dataset(run.info.run_id, **dataset)
         return run.info.run_id
+
+    def log_dataset(self, run_id: str, name: str, digest: str, source: Mapping[str, Any],
+                    profile: Mapping[str, Any]) -> None:
+        """The run's data as an MLflow dataset input: the runs table's Dataset column, so runs filter by data."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        ds = Dataset(name=name, digest=digest, source_type="dlbench", source=json.dumps(source),
+                     profile=json.dumps(profile))
+        self.client.log_inputs(run_id, datasets=[DatasetInput(ds, tags=[InputTag("mlflow.data.context", "training")])])
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
@@ -377,7 +401,14 @@ def experiment_links(uri: str, base_url: str) -> list[str]:
 
 
 def serve_ui(uri: str, port: int) -> int:
-    """Start the MLflow UI on 127.0.0.1 over the store; returns its exit status."""
+    """Start the MLflow UI on 127.0.0.1 over the store; returns its exit status.
+
+    The server runs in a process group of its own, stopped whole (uvicorn workers included) when this process
+    ends, on Ctrl-C or SIGTERM. MLflow's job executor (consumer processes for server-side jobs, which dlbench
+    never submits) is off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise.
+    """
+    import signal
+
     for line in experiment_links(uri, f"http://127.0.0.1:{port}"):
         print(f"  {line}", file=sys.stderr)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
@@ -385,4 +416,35 @@ def serve_ui(uri: str, port: int) -> int:
     root = artifact_root(uri)
     if root:
         cmd += ["--default-artifact-root", root]
-    return subprocess.call(cmd)
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        return server.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_group(server)
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a process started with start_new_session=True and everything in its group: SIGTERM, then SIGKILL
+    after `grace` seconds."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(proc.pid, 0)  # anyone left in the group?
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)

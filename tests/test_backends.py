@@ -20,6 +20,8 @@ if importlib.util.find_spec("jax") is None:
         raise RuntimeError("JAX is not installed; the test extra installs it (pip install -e '.[test]')")
     pytest.skip("JAX is not installed (pip install jax)", allow_module_level=True)
 
+pytestmark = pytest.mark.e2e  # end to end: trains, spawns workers or starts servers
+
 JAX = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONUNBUFFERED": "1"}
 
 BUILD_AND_STEP = """

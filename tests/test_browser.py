@@ -30,11 +30,11 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     webdriver = None
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
     webdriver is None or not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
     reason="needs selenium (pip install -e '.[test]') and Debian's chromium and chromium-driver "
            "(apt-get install chromium chromium-driver)",
-)
+)]
 
 
 def _free_port() -> int:

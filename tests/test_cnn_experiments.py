@@ -11,6 +11,8 @@ from conftest import ROOT, dlbench
 from dlbench import data, models, spaces
 from dlbench.spec import Choice, Range
 
+pytestmark = pytest.mark.e2e  # end to end: trains, spawns workers or starts servers
+
 CNN_SPECS = ["residual_vs_plain", "architectures_mnist1d", "separable_conv", "pooling", "cnn_vs_mlp"]
 
 
@@ -36,7 +38,9 @@ def _built_params(name: str, arm_names: list[str]) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("name", CNN_SPECS)
+# One spec end to end in `make test`; every spec in the slow tier (`make reproduce`), which also runs them in full.
+@pytest.mark.parametrize("name", [n if n == "cnn_vs_mlp" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in CNN_SPECS])
 def test_cnn_experiment_runs_quick_and_logs_model_cost(name, stores):
     storage, uri = stores
     exp = spaces.load(ROOT / "experiments" / f"{name}.toml")

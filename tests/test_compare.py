@@ -12,6 +12,8 @@ from mlflow.tracking import MlflowClient
 from conftest import SPECS, dlbench, write_spec
 from dlbench import cli
 
+pytestmark = pytest.mark.e2e  # end to end: trains, spawns workers or starts servers
+
 TINY = str(SPECS / "tiny.toml")
 
 
@@ -59,7 +61,10 @@ def test_compare_json_agrees_with_mlflow(finished):
     relu, tanh = (next(a for a in report["arms"] if a["arm"] == n) for n in ("relu", "tanh"))
     assert comp["diff"] == pytest.approx(relu["mean"] - tanh["mean"])
     assert comp["n_pairs"] == 3
-    assert comp["verdict"] in ("better", "worse", "no significant difference")
+    assert comp["verdict"] in ("better", "worse", "equivalent", "inconclusive")
+    assert comp["margin"] == 0.01 and comp["detectable"] > 0 and 0 <= comp["p_tost"] <= 1
+    for arm in report["arms"]:  # bootstrap intervals stay inside an accuracy's bounds
+        assert 0 <= arm["ci_low"] <= arm["mean"] <= arm["ci_high"] <= 1
     assert math.isclose(comp["p_holm"], comp["p_welch"], rel_tol=1e-9) or math.isnan(comp["p_welch"])  # one test
 
 
@@ -72,13 +77,16 @@ def test_comparison_run_has_report_and_plots(finished):
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"comparison.md", "comparison.csv", "comparison.json", "learning_curves.png", "distribution.png",
             "expected_best_vs_trials.png", "optuna_history_relu.png", "optuna_history_tanh.png"} <= names
+    for kind in ("parallel_coordinate", "slice"):  # one searched parameter: no contour (a .txt says why)
+        assert {f"optuna_{kind}_relu.png", f"optuna_{kind}_tanh.png"} <= names
+    assert "optuna_contour_relu.txt" in names
     local = client.download_artifacts(run.info.run_id, "learning_curves.png")
     with open(local, "rb") as f:
         head = f.read(8)
     assert head == b"\x89PNG\r\n\x1a\n"
     # Each arm's mean is a metric of the comparison run, so the MLflow compare view shows it.
     assert {"relu.test_accuracy.mean", "tanh.test_accuracy.mean", "relu.params_count"} <= set(run.data.metrics)
-    assert run.data.tags["dlbench.verdict.relu"] in ("better", "worse", "no significant difference")
+    assert run.data.tags["dlbench.verdict.relu"] in ("better", "worse", "equivalent", "inconclusive")
 
 
 def test_compare_formats(finished):

@@ -225,6 +225,7 @@ def test_an_unreachable_download_fails_fast_without_calling_keras(tmp_path, monk
     assert not (tmp_path / "datasets" / "mnist.npz").exists()
 
 
+@pytest.mark.e2e
 def test_dlbench_run_exits_2_naming_the_missing_file_before_creating_any_store(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("DLBENCH_OFFLINE", "1")
@@ -250,6 +251,7 @@ def _idx_gz(path, array: np.ndarray) -> None:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
+@pytest.mark.e2e
 def test_a_cached_keras_dataset_loads_through_keras_without_network(tmp_path):
     # Fashion-MNIST's files carry no hash in Keras, so small stand-ins in an empty KERAS_HOME exercise the real
     # keras.datasets code path offline: 60000/10000 images whose one lit pixel tells the label.

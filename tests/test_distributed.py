@@ -30,6 +30,8 @@ from mlflow import MlflowClient
 from conftest import ROOT, SPECS, dlbench
 from dlbench.storage import redact
 
+pytestmark = pytest.mark.e2e  # end to end: trains, spawns workers or starts servers
+
 TINY = str(SPECS / "tiny.toml")
 ARMS = ("tanh", "relu")
 

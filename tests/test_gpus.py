@@ -43,6 +43,7 @@ def test_the_fake_device_list_stands_in_for_nvidia_smi(monkeypatch):
     assert gpus.detect() == []
 
 
+@pytest.mark.e2e
 def test_run_places_one_worker_per_listed_gpu_and_tags_each_run_with_its_gpu(stores, monkeypatch):
     storage, uri = stores
     monkeypatch.setenv(gpus.FAKE_ENV, FAKE)
@@ -57,6 +58,7 @@ def test_run_places_one_worker_per_listed_gpu_and_tags_each_run_with_its_gpu(sto
     assert all(r.data.tags["dlbench.device"] for r in runs)
 
 
+@pytest.mark.e2e
 def test_gpus_errors_exit_2_and_create_nothing(tmp_path, monkeypatch):
     storage, uri = str(tmp_path / "studies"), f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv(gpus.FAKE_ENV, FAKE)
@@ -117,6 +119,7 @@ def test_jit_compile_and_determinism_are_applied_and_reported_truthfully():
     runtime.set_determinism(True)
 
 
+@pytest.mark.e2e
 def test_the_run_tags_say_what_was_in_force(stores, tmp_path):
     storage, uri = stores
     text = Path(TINY).read_text().replace("[fixed]", '[fixed]\nprecision = "mixed_bfloat16"\ndeterministic = false\n'

@@ -13,11 +13,14 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import ROOT, SPECS, write_spec
 from dlbench.storage import open_storage
+
+pytestmark = pytest.mark.e2e  # end to end: trains, spawns workers or starts servers
 
 # Seed repeats of about 15 s (and trials as long): three times the threshold.
 EPOCHS = "150"

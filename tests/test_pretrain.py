@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, dlbench
-from dlbench import compare, data, pretrain, spaces, train
+from dlbench import comparison as compare, data, pretrain, spaces, train
 from dlbench.models import autoencoder, mlp
 
 FEW = data.load("digits", {"labels_per_class": 20})
@@ -203,6 +203,7 @@ def test_compare_sets_each_arm_beside_its_reference_value_within_the_tolerance()
 # === End to end ===
 
 
+@pytest.mark.e2e
 def test_pretraining_experiment_runs_end_to_end_quick(stores):
     # The shipped spec, smoke-sized (2 epochs; one trial and one seed per arm to keep it under a minute): the
     # pretrained runs carry their per-layer pretraining losses and time in the same MLflow run.
@@ -230,6 +231,7 @@ def test_pretraining_experiment_runs_end_to_end_quick(stores):
         assert [m.step for m in client.get_metric_history(r.info.run_id, "val_accuracy")] == [0, 1]
 
 
+@pytest.mark.e2e
 def test_autoencoder_spec_runs_on_its_own_and_compares_reconstruction_error(stores):
     storage, uri = stores
     dlbench("run", "experiments/linear_ae_vs_pca.toml", "--quick", "--trials", "1", "--arms", "k2,k8",

@@ -8,6 +8,7 @@ direction that did not reproduce is asserted as what we measured and explained i
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -117,8 +118,9 @@ def test_pooling_kind_makes_no_significant_difference_on_digits(tmp_path):
     # Springenberg et al. 2015 find strided convolutions can replace max pooling without loss; Scherer et al. 2010
     # find max beats average pooling. Measured on 8x8 digit images: max 0.979 +- 0.011, average 0.979 +- 0.002,
     # strided 0.967 +- 0.000; no significant difference (Holm p 1.0 and 0.37). We assert what we measured.
+    # Equivalence within one point (TOST, Holm): p 0.24 and 0.62 from the recorded means and SDs: inconclusive.
     report = _reproduce(tmp_path, "pooling.toml")
-    assert set(_verdicts(report).values()) == {"no significant difference"}
+    assert set(_verdicts(report).values()) == {"inconclusive"}
     for c in report["comparisons"]:
         assert abs(c["diff"]) < 0.03
 
@@ -168,8 +170,9 @@ def test_a_30_layer_relu_mlp_trains_from_he_init_and_not_from_glorot(tmp_path):
 def test_the_classifier_loss_matters_little_once_its_learning_rate_is_tuned(tmp_path):
     # Hui & Belkin 2021. Measured (2x256 ReLU, Adam, digits, 20 epochs): cross-entropy 0.973 +- 0.010, mse
     # 0.969 +- 0.005, hinge 0.970 +- 0.006; no significant difference (Holm p 0.91, 0.91).
+    # Equivalence within one point (TOST, Holm): p 0.25 and 0.25 from the recorded means and SDs: inconclusive.
     report = _reproduce(tmp_path, "losses.toml", workers=2)
-    assert set(_verdicts(report).values()) == {"no significant difference"}
+    assert set(_verdicts(report).values()) == {"inconclusive"}
     for c in report["comparisons"]:
         assert abs(c["diff"]) < 0.02
 
@@ -209,7 +212,7 @@ def test_deep_sigmoid_mlps_fail_and_the_other_activations_tie(tmp_path):
     report = _reproduce(tmp_path, "activations.toml", workers=2)
     verdicts = _verdicts(report)
     assert verdicts.pop("sigmoid") == "worse"
-    assert set(verdicts.values()) == {"no significant difference"}
+    assert set(verdicts.values()) == {"inconclusive"}  # TOST within one point: Holm p >= 0.84, 3 seeds
 
 
 def test_learning_rate_schedules_tie_with_a_constant_rate_on_digits(tmp_path):
@@ -241,8 +244,11 @@ def test_adam_l2_and_adamw_are_not_told_apart_on_500_digits(tmp_path):
     # Loshchilov & Hutter 2019 find AdamW generalises better than Adam + L2. Measured (3x512 ReLU, 500 digits, 40
     # epochs, strengths tuned): adam 0.961 +- 0.006, adam_l2 0.961 +- 0.002, adamw 0.957 +- 0.006; no significant
     # difference (Holm p 0.82, 0.43). We assert what we measured.
+    # Within one point (TOST, Holm, from the recorded means and SDs): adam p = 0.022, adamw p = 0.044, so
+    # equivalent; adamw's is close to α, and the rerun may call it inconclusive.
     report = _reproduce(tmp_path, "weight_decay.toml", workers=2)
-    assert set(_verdicts(report).values()) == {"no significant difference"}
+    verdicts = _verdicts(report)
+    assert verdicts["adam"] == "equivalent" and verdicts["adamw"] in ("equivalent", "inconclusive")
     for c in report["comparisons"]:
         assert abs(c["diff"]) < 0.02
 
@@ -253,7 +259,7 @@ def test_dropouts_gain_appears_from_about_1000_training_digits(tmp_path):
     # +0.030 [0.015, 0.044] (p = 0.0050), dropout + max-norm +0.031 (p = 0.0050); at 3,000 (the spec) +0.007.
     small = _reproduce(tmp_path / "300", "dropout.toml", "dataset.train_size=300", workers=2)
     mid = _reproduce(tmp_path / "1000", "dropout.toml", "dataset.train_size=1000", workers=2)
-    assert _verdicts(small)["dropout"] == "no significant difference"
+    assert _verdicts(small)["dropout"] == "inconclusive"  # TOST within one point: Holm p = 0.27
     assert _verdicts(mid)["dropout"] == "better" and _verdicts(mid)["dropout_maxnorm"] == "better"
     gain = lambda report: next(c["diff"] for c in report["comparisons"] if c["arm"] == "dropout")  # noqa: E731
     assert gain(mid) > gain(small)
@@ -286,7 +292,7 @@ def test_forget_gate_bias_1_and_0_both_learn_the_adding_problem_at_length_100(tm
     # seeds): bias_0 0.0007 +- 0.0004, bias_1 0.0004 +- 0.0002 test MSE, no significant difference (p = 0.21):
     # both solve the task (baseline 0.167), escaping the plateau at the same epochs. Asserted as measured.
     report = _reproduce(tmp_path, "forget_bias.toml", workers=2)
-    assert _verdicts(report) == {"bias_1": "no significant difference"}
+    assert _verdicts(report) == {"bias_1": "inconclusive"}  # within 5% of bias_0's MSE: TOST p = 0.88
     assert all(a["mean"] < 0.01 for a in report["arms"])
 
 
@@ -294,7 +300,8 @@ def test_gru_and_lstm_tie_at_an_equal_parameter_count(tmp_path):
     # Chung et al. 2014: no consistent winner. Measured (MNIST rows, 64-unit LSTM vs 75-unit GRU, 5 seeds): lstm
     # 0.947 +- 0.005, gru 0.946 +- 0.009, p = 0.71.
     report = _reproduce(tmp_path, "gru_vs_lstm.toml", workers=2)
-    assert _verdicts(report) == {"gru": "no significant difference"}
+    # Equivalent within one point? TOST p = 0.063 from the recorded means and SDs: just inconclusive at 5 seeds.
+    assert _verdicts(report)["gru"] in ("inconclusive", "equivalent")
     assert all(a["mean"] > 0.93 for a in report["arms"])
 
 
@@ -335,6 +342,15 @@ def test_at_length_100_the_simple_rnn_never_leaves_the_baseline(tmp_path):
     assert means["simple"] > 0.15 and means["lstm"] < 0.01 and means["gru"] < 0.01
 
 
+def test_at_length_200_the_gru_solves_it_at_once_and_the_lstm_late(tmp_path):
+    # Measured (--set dataset.length=200): simple 0.1655 +- 0.0006, lstm 0.0358 +- 0.0664 (four seeds escape the
+    # plateau at epochs 16-18, one never), gru 0.0001; both better, Holm p = 0.012 and < 0.0001.
+    report = _reproduce(tmp_path, "lstm_vs_rnn.toml", "dataset.length=200", workers=2)
+    assert _verdicts(report) == {"lstm": "better", "gru": "better"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["simple"] > 0.15 and means["gru"] < 0.01 and means["lstm"] < means["simple"]
+
+
 def test_at_length_40_the_lstm_falls_to_near_chance_and_the_transformer_still_retrieves(tmp_path):
     # Measured (--set dataset.length=40): lstm 0.163 +- 0.014, transformer 0.911 +- 0.152 (0.998, 1.000 and one
     # seed still learning at 0.736); better, Holm p = 0.013.
@@ -342,3 +358,43 @@ def test_at_length_40_the_lstm_falls_to_near_chance_and_the_transformer_still_re
     assert _verdicts(report) == {"transformer": "better"}
     means = {a["arm"]: a["mean"] for a in report["arms"]}
     assert means["lstm"] < 0.3 and means["transformer"] > 0.7
+
+
+def test_on_copy_memory_the_lstm_stays_memoryless_and_the_tcn_recalls_every_symbol(tmp_path):
+    # Bai et al. 2018's copy memory at T = 50. Measured: lstm 0.2974 +- 0.0001 test loss (the memoryless
+    # 10 ln 8 / 70 = 0.297), tcn 3.3e-7; better, Holm p < 0.0001.
+    report = _reproduce(tmp_path, "tcn_vs_lstm.toml", 'dataset={ name = "copy_memory", delay = 50 }',
+                        "name=tcn-vs-lstm-copy", workers=2)
+    assert _verdicts(report) == {"tcn": "better"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert abs(means["lstm"] - 10 * math.log(8) / 70) < 0.01 and means["tcn"] < 0.01
+
+
+def test_at_length_80_neither_arm_leaves_chance_within_15_epochs(tmp_path):
+    # The claim fails at this budget. Measured (--set dataset.length=80): lstm 0.127 +- 0.008, transformer
+    # 0.127 +- 0.004 (chance 0.10), p = 0.90; the Transformer's training accuracy stayed at 0.16-0.17 on every
+    # trial and repeat. Asserted as measured.
+    report = _reproduce(tmp_path, "attention_vs_recurrence.toml", "dataset.length=80", workers=2)
+    assert _verdicts(report)["transformer"] in ("inconclusive", "equivalent")
+    assert all(a["mean"] < 0.2 for a in report["arms"])
+
+
+def test_the_transformer_reverses_sequences_the_lstm_gets_mostly_right(tmp_path):
+    # Measured (--set dataset.name=reverse, length 20): lstm 0.911 +- 0.009 per scored position (0.16-0.22 of
+    # sequences all right), transformer 1.000; better, Holm p = 0.0031.
+    report = _reproduce(tmp_path, "attention_vs_recurrence.toml", "dataset.name=reverse", workers=2)
+    assert _verdicts(report) == {"transformer": "better"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["transformer"] > 0.99 and 0.8 < means["lstm"] < 0.97
+
+
+# --- your own model: the plugin example ---
+
+
+def test_the_plugin_residual_mlp_trains_where_the_plain_one_stays_at_chance(tmp_path):
+    # Measured (experiments/plugins/residual_mlp.toml, --workers 2): plain 0.101 +- 0.002 (chance), residual
+    # 0.963 +- 0.004; better, Holm p < 0.0001.
+    report = _reproduce(tmp_path, "plugins/residual_mlp.toml", workers=2)
+    assert _verdicts(report) == {"residual": "better"}
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["plain"] < 0.2 and means["residual"] > 0.93

@@ -17,6 +17,8 @@ from conftest import ROOT, SPECS, dlbench, write_spec
 from dlbench import checkpoints, data, train
 from dlbench.models import mlp
 
+pytestmark = pytest.mark.e2e  # end to end: trains, spawns workers or starts servers
+
 SPIRALS = data.load("spirals", {"n": 300})
 
 

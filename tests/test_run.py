@@ -18,6 +18,8 @@ from optuna.trial import TrialState
 from conftest import ROOT, SPECS, dlbench, write_spec
 from dlbench.storage import open_storage
 
+pytestmark = pytest.mark.e2e  # end to end: trains, spawns workers or starts servers
+
 TINY = str(SPECS / "tiny.toml")
 ARMS = ("tanh", "relu")
 

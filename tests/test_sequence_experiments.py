@@ -134,6 +134,7 @@ def _quick(name: str, storage: str, uri: str):
     return exp, runs
 
 
+@pytest.mark.e2e
 def test_the_lstm_vs_rnn_experiment_runs_quick_with_regression_metrics_in_mlflow(stores):
     exp, runs = _quick("lstm_vs_rnn", *stores)
     assert sorted(runs["tags.dlbench.arm"]) == sorted(exp.arm_names)

@@ -127,7 +127,7 @@ def test_shipped_experiments_validate():
     # Every experiment in experiments/ is a valid spec.
     from conftest import ROOT
 
-    paths = sorted((ROOT / "experiments").glob("*.toml"))
+    paths = sorted((ROOT / "experiments").rglob("*.toml"))  # plugins/ too
     assert len(paths) >= 2
     for path in paths:
         exp = spaces.load(path)

@@ -83,7 +83,8 @@ def test_verdict_follows_the_metric_direction(higher, diff, expected):
     base = [1.0, 1.1, 0.9, 1.05, 0.95]
     c = stats.compare([x + diff * 10 for x in base], base)
     assert stats.verdict(c, 0.001, higher_is_better=higher) == expected
-    assert stats.verdict(c, 0.2, higher_is_better=higher) == "no significant difference"
+    assert stats.verdict(c, 0.2, higher_is_better=higher) == "inconclusive"
+    assert stats.verdict(c, 0.2, higher_is_better=higher, p_tost_adjusted=0.01) == "equivalent"
 
 
 def test_expected_max_by_hand_and_its_shape():
@@ -95,3 +96,73 @@ def test_expected_max_by_hand_and_its_shape():
     low = stats.expected_max([0, 1], 2, higher_is_better=False)
     assert low == pytest.approx([0.5, 0.25])
     assert stats.expected_max([], 3) == []
+
+
+def test_tost_tells_equivalent_from_too_few_seeds_to_tell():
+    # Two arms 0.001 apart with a spread of 0.001 over 10 seeds: equivalent within one point (0.01) ...
+    rng = np.random.default_rng(0)
+    base = 0.95 + 0.001 * rng.standard_normal(10)
+    close = base + 0.001
+    c = stats.compare(close, base, margin=0.01)
+    assert c.p_welch < 1 and c.p_tost < 1e-6
+    assert stats.verdict(c, 0.3, higher_is_better=True, p_tost_adjusted=c.p_tost) == "equivalent"
+    # ... while 3 seeds with a spread of 0.03 can show neither a difference nor equivalence: inconclusive.
+    noisy = stats.compare([0.95, 0.99, 0.93], [0.94, 0.97, 0.92], margin=0.01)
+    assert noisy.p_welch > 0.05 and noisy.p_tost > 0.05
+    assert stats.verdict(noisy, noisy.p_welch, higher_is_better=True, p_tost_adjusted=noisy.p_tost) == "inconclusive"
+    # A real difference larger than the margin is never equivalent.
+    far = stats.compare(base + 0.05, base, margin=0.01)
+    assert far.p_tost > 0.5
+
+
+def test_tost_is_the_larger_of_two_one_sided_welch_tests():
+    a, b, margin = np.array([0.50, 0.52, 0.51, 0.53]), np.array([0.50, 0.49, 0.51, 0.50]), 0.05
+    lower = st.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
+    upper = st.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
+    assert stats.tost(a, b, margin) == pytest.approx(max(lower, upper))
+    assert math.isnan(stats.tost(a, b, math.nan))
+
+
+def test_detectable_difference_shrinks_with_seeds_and_matches_power():
+    rng = np.random.default_rng(1)
+    few = stats.detectable(rng.normal(0, 1, 3), rng.normal(0, 1, 3))
+    many = stats.detectable(rng.normal(0, 1, 30), rng.normal(0, 1, 30))
+    assert few > 2 * many
+    # With known equal SDs of 1 and n = 30 per arm, (t(.975, df) + t(.8, df)) * sqrt(2/30) is about 0.73.
+    a, b = np.array([-1.0, 1.0] * 15), np.array([-1.0, 1.0] * 15)
+    se = math.sqrt(a.var(ddof=1) / 30 + b.var(ddof=1) / 30)
+    assert stats.detectable(a, b) == pytest.approx((st.t.ppf(0.975, 58) + st.t.ppf(0.8, 58)) * se)
+
+
+def test_bounded_intervals_stay_inside_the_bounds():
+    accuracies = [1.0, 1.0, 0.98]  # the t interval of these runs past 1
+    t = stats.describe(accuracies)
+    assert t.ci_high > 1.0
+    b = stats.describe(accuracies, bounded=True)
+    assert 0.98 <= b.ci_low <= b.mean <= b.ci_high <= 1.0
+    tiny = stats.describe([0.0002, 0.0001, 0.0004], bounded=True)  # an MSE: never below 0
+    assert 0.0001 <= tiny.ci_low and tiny.ci_high <= 0.0004
+    same = stats.describe([0.5, 0.5], bounded=True)
+    assert (same.ci_low, same.ci_high) == (0.5, 0.5)
+
+
+def test_the_rank_test_cannot_reach_alpha_with_three_seeds():
+    assert stats.min_rank_p(3, 3) == pytest.approx(0.1)
+    assert stats.min_rank_p(4, 4) == pytest.approx(2 / 70)
+    assert st.mannwhitneyu([4, 5, 6], [1, 2, 3], alternative="two-sided").pvalue == pytest.approx(0.1)
+
+
+def test_a_spec_whose_seeds_cannot_reach_alpha_gets_a_warning(tmp_path):
+    import warnings
+
+    import dlbench
+    from conftest import SPECS
+    from dlbench.spec import SpecWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dlbench.load_spec(SPECS / "tiny.toml", seeds=3)
+        dlbench.load_spec(SPECS / "tiny.toml", seeds=5)
+    found = [w.message for w in caught if issubclass(w.category, SpecWarning)]
+    assert len(found) == 1 and found[0].field == "seeds" and "p = 0.1" in found[0].message
+    assert "4 seeds can" in found[0].message

@@ -51,6 +51,7 @@ def _quick(name: str, storage: str, uri: str, *extra: str):
     return exp, runs
 
 
+@pytest.mark.e2e
 def test_the_early_stopping_experiment_runs_quick_with_its_switches_in_mlflow(stores):
     exp, runs = _quick("early_stopping", *stores)
     assert sorted(runs["tags.dlbench.arm"]) == sorted(exp.arm_names)

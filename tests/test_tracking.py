@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from mlflow import MlflowClient
 
 from dlbench import tracking as T
@@ -49,6 +50,7 @@ def test_new_stores_start_from_one_migrated_template_and_point_at_their_own_fold
     assert len(list((tmp_path / "cache" / "dlbench").glob("mlflow-*-empty.db"))) == 1
 
 
+@pytest.mark.e2e
 def test_workers_starting_together_without_a_template_create_the_store_once(tmp_path):
     # An unwritable cache: no template, so MLflow migrates the new store itself, under the lock, once.
     (tmp_path / "cache").write_text("not a folder")

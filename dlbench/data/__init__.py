@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 from dlbench.data import digits, keras_datasets, mnist5k, mnist_1d, sequences, spirals
 from dlbench.data._common import DatasetInfo, DatasetUnavailable, Split, TASK_METRICS
 
-__all__ = ["DatasetInfo", "DatasetUnavailable", "Split", "Entry", "get", "names", "load", "TASK_METRICS"]
+__all__ = ["DatasetInfo", "DatasetUnavailable", "Split", "Entry", "get", "names", "load", "register", "TASK_METRICS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,15 +18,23 @@ class Entry:
     load: Callable[[Any], DatasetInfo]
     options: type
     description: str
+    source: str = ""  # a plugin's "module:function (path)"; empty for the built-ins
+    digest: str = ""  # sha256 of a plugin's source (part of the spec hash)
 
 
 _DATASETS: dict[str, Entry] = {}
 
 
+def register(entry: Entry, replace: bool = False) -> None:
+    """Add a dataset (plugins go through dlbench.plugins, which checks them first); `replace` swaps in a new
+    version of a plugin whose source changed."""
+    if entry.name in _DATASETS and not replace:
+        raise KeyError(f"The dataset name {entry.name!r} was already registered.")
+    _DATASETS[entry.name] = entry
+
+
 def _register(name: str, load: Callable, options: type, description: str) -> None:
-    if name in _DATASETS:
-        raise KeyError(f"The dataset name {name!r} was already registered.")
-    _DATASETS[name] = Entry(name, load, options, description)
+    register(Entry(name, load, options, description))
 
 
 _register("digits", digits.load, digits.Options, digits.DESCRIPTION)

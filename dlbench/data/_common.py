@@ -63,6 +63,27 @@ class DatasetInfo:
     unlabeled: Split | None = None
     vocab: int = 0
 
+    @classmethod
+    def from_arrays(cls, name: str, task: str, train, val, test, num_classes: int | None = None) -> "DatasetInfo":
+        """A dataset from (x, y) pairs for train, validation and test (e.g. what a dataset plugin returns).
+
+        Inputs become float32; labels int64 (classification, tagging: -1 marks an unscored position) or float32
+        (regression). `num_classes` defaults to the largest label + 1.
+        """
+        if task not in DATASET_TASKS:
+            raise ValueError(f"task must be one of {', '.join(DATASET_TASKS)}; got {task!r}")
+        splits = []
+        for which, pair in (("train", train), ("val", val), ("test", test)):
+            x, y = (np.asarray(a) for a in pair)
+            if len(x) != len(y):
+                raise ValueError(f"{which}: {len(x)} inputs but {len(y)} targets")
+            splits.append(Split(x.astype("float32"), y.astype("float32" if task == "regression" else "int64")))
+        if task == "regression":
+            num_classes = 0
+        elif num_classes is None:
+            num_classes = int(max(int(s.y.max()) for s in splits if len(s)) + 1)
+        return cls(name, task, tuple(splits[0].x.shape[1:]), num_classes, *splits)
+
     @property
     def outputs(self) -> int:
         """Units of the model's output layer: the classes, or the regression targets per example."""

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from dlbench.models import (applications, autoencoder, cnn, inception, linear, mlp, mobilenet, resnet, rnn, tcn,
                             transformer, vgg)
 
-__all__ = ["Entry", "get", "names"]
+__all__ = ["Entry", "get", "names", "register"]
 
 
 def _task_loss(hp: Any) -> None:
@@ -36,6 +36,10 @@ class Entry:
     # Why the model cannot take a dataset's inputs of this shape (naming the dataset option that fixes it), or
     # None when it can; checked with the spec, before anything runs.
     accepts: Callable[[tuple[int, ...]], str | None] = lambda input_shape: None
+    # Where a plugin comes from ("module:function (path)") and the sha256 of its source (part of the spec hash);
+    # empty for the built-ins.
+    source: str = ""
+    digest: str = ""
 
     def task_for(self, dataset_task: str) -> str:
         """The task the model trains for on a dataset of `dataset_task`: that task, or "reconstruction"."""
@@ -51,37 +55,40 @@ class Entry:
 _MODELS: dict[str, Entry] = {}
 
 
-def _register(entry: Entry) -> None:
-    if entry.name in _MODELS:
+def register(entry: Entry, replace: bool = False) -> None:
+    """Add a model (plugins go through dlbench.plugins, which checks them first); `replace` swaps in a new
+    version of a plugin whose source changed."""
+    if entry.name in _MODELS and not replace:
         raise KeyError(f"The model name {entry.name!r} was already registered.")
     _MODELS[entry.name] = entry
 
 
-_register(Entry("mlp", mlp.build, mlp.HParams, mlp.DESCRIPTION))
-_register(Entry("autoencoder", autoencoder.build, autoencoder.HParams, autoencoder.DESCRIPTION,
+register(Entry("mlp", mlp.build, mlp.HParams, mlp.DESCRIPTION))
+register(Entry("autoencoder", autoencoder.build, autoencoder.HParams, autoencoder.DESCRIPTION,
                 task="reconstruction", loss=lambda hp: hp.loss, tasks=("classification", "tagging", "regression")))
-_register(Entry("logistic", linear.build_logistic, linear.LogisticHParams, linear.LOGISTIC_DESCRIPTION,
+register(Entry("logistic", linear.build_logistic, linear.LogisticHParams, linear.LOGISTIC_DESCRIPTION,
                 tasks=("classification",)))
-_register(Entry("perceptron", linear.build_perceptron, linear.PerceptronHParams, linear.PERCEPTRON_DESCRIPTION,
+register(Entry("perceptron", linear.build_perceptron, linear.PerceptronHParams, linear.PERCEPTRON_DESCRIPTION,
                 loss=linear.perceptron_loss, tasks=("classification",)))
-_register(Entry("cnn", cnn.build, cnn.HParams, cnn.DESCRIPTION, accepts=cnn.accepts))
-_register(Entry("vgg", vgg.build, vgg.HParams, vgg.DESCRIPTION, accepts=vgg.accepts))
-_register(Entry("resnet", resnet.build, resnet.HParams, resnet.DESCRIPTION, accepts=resnet.accepts))
-_register(Entry("mobilenet", mobilenet.build, mobilenet.HParams, mobilenet.DESCRIPTION, accepts=mobilenet.accepts))
-_register(Entry("inception", inception.build, inception.HParams, inception.DESCRIPTION, accepts=inception.accepts))
-_register(Entry("resnet50", applications.build_resnet50, applications.ResNet50HParams,
+register(Entry("cnn", cnn.build, cnn.HParams, cnn.DESCRIPTION, accepts=cnn.accepts))
+register(Entry("vgg", vgg.build, vgg.HParams, vgg.DESCRIPTION, accepts=vgg.accepts))
+register(Entry("resnet", resnet.build, resnet.HParams, resnet.DESCRIPTION, accepts=resnet.accepts))
+register(Entry("mobilenet", mobilenet.build, mobilenet.HParams, mobilenet.DESCRIPTION, accepts=mobilenet.accepts))
+register(Entry("inception", inception.build, inception.HParams, inception.DESCRIPTION, accepts=inception.accepts))
+register(Entry("resnet50", applications.build_resnet50, applications.ResNet50HParams,
                 applications.RESNET50_DESCRIPTION, accepts=applications.accepts_resnet50, tasks=("classification",)))
-_register(Entry("mobilenet_v2", applications.build_mobilenet_v2, applications.MobileNetV2HParams,
+register(Entry("mobilenet_v2", applications.build_mobilenet_v2, applications.MobileNetV2HParams,
                 applications.MOBILENET_V2_DESCRIPTION, accepts=applications.accepts_mobilenet_v2, tasks=("classification",)))
-_register(Entry("inception_v3", applications.build_inception_v3, applications.InceptionV3HParams,
+register(Entry("inception_v3", applications.build_inception_v3, applications.InceptionV3HParams,
                 applications.INCEPTION_V3_DESCRIPTION, accepts=applications.accepts_inception_v3, tasks=("classification",)))
 
-_register(Entry("rnn", rnn.build, rnn.HParams, rnn.DESCRIPTION, accepts=rnn.accepts,
+register(Entry("rnn", rnn.build, rnn.HParams, rnn.DESCRIPTION, accepts=rnn.accepts,
                 tasks=("classification", "tagging", "regression"), tokens=True))
-_register(Entry("tcn", tcn.build, tcn.HParams, tcn.DESCRIPTION, accepts=tcn.accepts,
+register(Entry("tcn", tcn.build, tcn.HParams, tcn.DESCRIPTION, accepts=tcn.accepts,
                 tasks=("classification", "tagging", "regression"), tokens=True))
-_register(Entry("transformer", transformer.build, transformer.HParams, transformer.DESCRIPTION,
+register(Entry("transformer", transformer.build, transformer.HParams, transformer.DESCRIPTION,
                 accepts=transformer.accepts, tasks=("classification", "tagging", "regression"), tokens=True))
+
 
 def names() -> list[str]:
     return sorted(_MODELS)

@@ -68,6 +68,10 @@ class ArmComparison:
     verdict: str
     published: str  # what the reference says of this arm against the baseline, and whether we agree
     note: str
+    margin: float = math.nan  # equivalence margin (absolute, in the compared metric)
+    p_tost: float = math.nan  # equivalence test (TOST) within ±margin
+    p_tost_holm: float = math.nan  # the TOST p-values, Holm-corrected across the comparisons
+    detectable: float = math.nan  # smallest |diff| a Welch test at these seeds detects with 80% power
 
 
 @dataclasses.dataclass
@@ -125,10 +129,8 @@ def _storage(url: str):
 def _trials(exp: Experiment, storage_url: str, arm: str):
     import optuna
 
-    from dlbench.study import study_name
-
     try:
-        return optuna.load_study(study_name=study_name(exp, arm), storage=_storage(storage_url))
+        return optuna.load_study(study_name=exp.study_name(arm), storage=_storage(storage_url))
     except KeyError:
         return None
 
@@ -145,7 +147,7 @@ def resolve(spec_or_name: str, tracking_uri: str) -> Experiment:
         SpecError: (exit 2) for an unknown name or a malformed file.
     """
     path = Path(spec_or_name)
-    exp = spec.load(path) if path.suffix == ".toml" or path.is_file() else None
+    exp = _with_sources(spec.load(path)) if path.suffix == ".toml" or path.is_file() else None
     name = exp.name if exp else spec_or_name
     stored = T.stored_spec(tracking_uri, name)
     if stored is not None:
@@ -161,6 +163,17 @@ def resolve(spec_or_name: str, tracking_uri: str) -> Experiment:
         return exp
     raise SpecError(spec_or_name, "name", f"no experiment named {name!r} in {redact(tracking_uri)}; run it first "
                     "with `dlbench run experiments/<file>.toml`, or pass the spec file (see `dlbench list experiments`)")
+
+
+def _with_sources(exp: Experiment) -> Experiment:
+    """The file's experiment with the digests of the plugins it names (part of its hash), when they import here;
+    else as it is (its stored twin, found by name, is then compared)."""
+    from dlbench import plugins
+
+    try:
+        return plugins.attach(exp)
+    except SpecError:
+        return exp
 
 
 def _ran_arms_only(reference, ran: Experiment):
@@ -189,7 +202,7 @@ def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 
         tuned = [r.data.metrics.get(f"best_{exp.metric}", math.nan) for r in done]
         cost = {k: _median([r.data.metrics[k] for r in done if k in r.data.metrics])
                 for k in ("params_count", "flops_per_example", "examples_per_second")}
-        d = stats.describe(list(values.values()))
+        d = stats.describe(list(values.values()), bounded=True)  # accuracies in [0, 1], losses and errors >= 0
 
         study = _trials(exp, storage_url, arm)
         trials = study.get_trials(deepcopy=False) if study else []
@@ -213,20 +226,23 @@ def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 
                         f"`dlbench run {exp.path}` first (it resumes if it was interrupted)")
 
     base = next(a for a in arms if a.arm == exp.baseline)
+    margin = equivalence_margin(exp, base.mean)
     raw = []
     for a in arms:
         if a.arm == exp.baseline:
             continue
         seeds_a, seeds_b = sorted(a.values), sorted(base.values)
         raw.append((a, stats.compare([a.values[s] for s in seeds_a], [base.values[s] for s in seeds_b],
-                                     higher_is_better=higher, arm_seeds=seeds_a, base_seeds=seeds_b)))
+                                     higher_is_better=higher, arm_seeds=seeds_a, base_seeds=seeds_b,
+                                     margin=margin, alpha=alpha)))
     adjusted = stats.holm([c.p_welch for _, c in raw])
+    adjusted_tost = stats.holm([c.p_tost for _, c in raw])
     comparisons = []
-    for (a, c), p_adj in zip(raw, adjusted):
-        v = stats.verdict(c, p_adj, higher_is_better=higher, alpha=alpha)
+    for (a, c), p_adj, p_eq in zip(raw, adjusted, adjusted_tost):
+        v = stats.verdict(c, p_adj, higher_is_better=higher, alpha=alpha, p_tost_adjusted=p_eq)
         comparisons.append(ArmComparison(a.arm, c.diff, c.diff_ci_low, c.diff_ci_high, c.p_welch, c.p_rank,
                                          c.p_paired, c.n_pairs, p_adj, c.hedges_g, v,
-                                         _published(exp, a.arm, v), c.note))
+                                         _published(exp, a.arm, v), c.note, c.margin, c.p_tost, p_eq, c.mde))
 
     budgets = {a.trials_complete + a.trials_pruned for a in arms}
     budget_note = (f"every arm: {exp.budget.trials} tuning trials budgeted, {exp.budget.epochs} epochs each; "
@@ -238,6 +254,20 @@ def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 
                "results_metric": exp.reference.results_metric, "tolerance": exp.reference.tolerance}
     return Report(exp.name, metric, exp.metric, higher, exp.baseline, exp.budget.trials, exp.budget.epochs,
                   exp.seeds, exp.spec_hash, arms, comparisons, budget_note, ref, _matches(exp, arms, metric))
+
+
+# Compared metrics that are fractions (the default margin is one point of them); the others are losses and errors.
+FRACTIONS = ("accuracy", "sequence_accuracy")
+
+
+def equivalence_margin(exp: Experiment, baseline_mean: float) -> float:
+    """The spec's `equivalence_margin`, else 0.01 (one point) for an accuracy, else 5% of the baseline's mean
+    for a loss or an error."""
+    if exp.equivalence_margin is not None:
+        return float(exp.equivalence_margin)
+    if compared_metric(exp).removeprefix("test_") in FRACTIONS:
+        return 0.01
+    return 0.05 * abs(baseline_mean) if math.isfinite(baseline_mean) else math.nan
 
 
 def _matches(exp: Experiment, arms: list[ArmResult], metric: str) -> list[ReferenceMatch]:
@@ -314,6 +344,8 @@ def rows(report: Report) -> list[dict[str, Any]]:
             "diff_ci95_high": c.diff_ci_high if c else None, "p_welch": c.p_welch if c else None,
             "p_mannwhitney": c.p_rank if c else None, "p_paired": c.p_paired if c else None,
             "p_holm": c.p_holm if c else None, "hedges_g": c.hedges_g if c else None,
+            "margin": c.margin if c else None, "p_tost": c.p_tost if c else None,
+            "p_tost_holm": c.p_tost_holm if c else None, "detectable_diff": c.detectable if c else None,
             "verdict": c.verdict if c else "baseline", "published": c.published if c else "",
             "model": a.model, "params_count": a.params_count, "flops_per_example": a.flops_per_example,
             "examples_per_second": a.examples_per_second,
@@ -336,7 +368,8 @@ def format_report(report: Report, fmt: str = "table") -> str:
 
 def _arm_lines(report: Report) -> tuple[list[str], list[list[str]]]:
     head = ["arm", "n", f"{report.metric} mean ± std", "95% CI", f"{report.tuned_metric}", "best trial",
-            "trials c/p/f", "diff vs baseline [95% CI]", "p Welch", "p rank", "p paired", "p Holm", "g", "verdict"]
+            "trials c/p/f", "diff vs baseline [95% CI]", "p Welch", "p rank", "p paired", "p Holm", "g",
+            "p TOST", "detectable", "verdict"]
     comps = {c.arm: c for c in report.comparisons}
     body = []
     for a in report.arms:
@@ -347,7 +380,8 @@ def _arm_lines(report: Report) -> tuple[list[str], list[list[str]]]:
             f"{a.trials_complete}/{a.trials_pruned}/{a.trials_failed}",
             f"{c.diff:+.4f} [{_f(c.diff_ci_low)}, {_f(c.diff_ci_high)}]" if c else "",
             _p(c.p_welch) if c else "", _p(c.p_rank) if c else "", _p(c.p_paired) if c else "",
-            _p(c.p_holm) if c else "", _f(c.hedges_g, 2) if c else "", c.verdict if c else "",
+            _p(c.p_holm) if c else "", _f(c.hedges_g, 2) if c else "", _p(c.p_tost_holm) if c else "",
+            _f(c.detectable) if c else "", c.verdict if c else "",
         ])
     return head, body
 
@@ -355,7 +389,11 @@ def _arm_lines(report: Report) -> tuple[list[str], list[list[str]]]:
 def _footer(report: Report) -> list[str]:
     lines = [f"Tuned on {report.tuned_metric}; compared on held-out {report.metric} over seed repeats "
              f"({'higher' if report.higher_is_better else 'lower'} is better). Seeds are paired across arms. "
-             f"p Holm: Welch p-values corrected across {len(report.comparisons)} comparison(s); verdict at α = 0.05.",
+             f"p Holm: Welch p-values corrected across {len(report.comparisons)} comparison(s); verdict at α = 0.05: "
+             "better or worse when p Holm < α, else equivalent when the equivalence test is (p TOST: two one-sided "
+             f"Welch tests of |diff| < {_f(_margin(report))}, Holm-corrected), else inconclusive. CIs of the means: "
+             "percentile bootstrap (inside the metric's bounds); detectable: the smallest |diff| a Welch test at "
+             "these seeds detects with 80% power.",
              f"Budget: {report.budget_note}."]
     costs = [a for a in report.arms if a.params_count is not None]
     if costs:
@@ -377,6 +415,10 @@ def _footer(report: Report) -> list[str]:
             verdict = "" if m.within is None else ("; within tolerance" if m.within else "; OUTSIDE tolerance")
             lines.append(f"  {m.arm}: ours {m.ours:.5g} vs reference {m.reference:.5g} ({m.rel_diff:+.2%}){verdict}")
     return lines
+
+
+def _margin(report: Report) -> float | None:
+    return report.comparisons[0].margin if report.comparisons else None
 
 
 def _cost(a: ArmResult) -> str:
@@ -431,7 +473,8 @@ def _learning_curves(report: Report, tracker: T.Tracker, exp: Experiment) -> dic
 
 
 def plots(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker, outdir: Path) -> list[Path]:
-    """Learning curves, final-metric distribution, expected best score vs trials, Optuna history and importance."""
+    """Learning curves, final-metric distribution, expected best score vs trials, and Optuna's plots of each arm's
+    study (OPTUNA_PLOTS)."""
     from dlbench import plots as P
 
     base = report.baseline
@@ -449,7 +492,7 @@ def plots(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker,
     for arm in exp.arm_names:
         study = _in_memory(_trials(exp, storage_url, arm))
         if study is not None:
-            for kind in ("history", "importance"):
+            for kind in OPTUNA_PLOTS:
                 path = outdir / f"optuna_{kind}_{arm}.png"
                 jobs.append((path, functools.partial(_optuna_plot, study, kind, f"{exp.name} / {arm}", path)))
     _draw(jobs)
@@ -457,12 +500,18 @@ def plots(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker,
 
 
 def _draw(jobs: list) -> None:
-    """Draw the plots, half of them in a forked child where the platform has fork.
+    """Draw the plots, half of them in a forked child where the platform has fork and this process has no deep
+    learning framework loaded.
 
     Matplotlib draws on one core; for a large comparison the 7 PNGs took 3.6 s of `compare`'s 6 s
     (bench/CHANGES.md). A child that fails leaves its plots to this process.
     """
-    if len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    import sys
+
+    # A process that has trained (a single-worker run, the Python API) holds TensorFlow's or JAX's threads, and a
+    # forked copy of it can crash: draw everything here then.
+    framework = any(m in sys.modules for m in ("tensorflow", "jax"))
+    if len(jobs) < 2 or framework or "fork" not in multiprocessing.get_all_start_methods():
         for _, draw in jobs:
             draw()
         return
@@ -488,6 +537,12 @@ def _in_memory(study):
     return copy
 
 
+# Optuna's plots of each arm's study: the search over time, which parameters mattered, and how the metric depends
+# on them (all parameters at once, pairs, one at a time). A plot that cannot be drawn (too few trials, a single
+# parameter for the contour) leaves a .txt saying why.
+OPTUNA_PLOTS = ("history", "importance", "parallel_coordinate", "contour", "slice")
+
+
 def _optuna_plot(study, kind: str, title: str, path: Path) -> None:
     import warnings
 
@@ -497,7 +552,14 @@ def _optuna_plot(study, kind: str, title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
 
-    fn = ovm.plot_optimization_history if kind == "history" else ovm.plot_param_importances
+    fn = {"history": ovm.plot_optimization_history, "importance": ovm.plot_param_importances,
+          "parallel_coordinate": ovm.plot_parallel_coordinate, "contour": ovm.plot_contour,
+          "slice": ovm.plot_slice}[kind]
+    searched = {name for t in study.get_trials(deepcopy=False) for name in t.params}
+    if kind == "contour" and len(searched) < 2:  # Optuna would draw an empty frame
+        path.with_suffix(".txt").write_text(f"not available: a contour plot needs two searched parameters; this arm "
+                                            f"searches {len(searched)}\n")
+        return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,0 +1,112 @@
+"""Search breadth: every sampler and pruner on a tiny spec, with the errors a bad choice gets."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import tomllib
+
+import optuna
+import pytest
+
+import dlbench
+from conftest import SPECS
+from dlbench import search, spaces, study
+from dlbench.spec import SpecError
+
+TINY_FILE = SPECS / "tiny.toml"
+TINY = {k: v for k, v in tomllib.loads(TINY_FILE.read_text()).items()}
+TINY["fixed"] = {"depth": 1, "batch_size": 32}  # width is searched below
+SPACE = {"search.learning_rate": {"low": 1e-3, "high": 1e-1, "log": True},
+         "search.width": {"low": 4, "high": 16, "step": 4}}
+
+
+def _ask_tell(exp, n: int) -> list[dict]:
+    """n trials of the first arm's study (in memory), each parameter drawn by the sampler through
+    `spaces.sample` and told a synthetic value: what a run does, without training."""
+    arm = exp.arms[0]
+    study_ = optuna.create_study(sampler=search.sampler(exp, 0, arm, spaces.int_params(exp, arm)),
+                                 direction="maximize")
+    drawn = []
+    for _ in range(n):
+        trial = study_.ask()
+        params = spaces.sample(trial, exp, arm)
+        study_.tell(trial, -abs(math.log10(params.train.learning_rate) + 2) - params.model.width / 100)
+        drawn.append(dict(trial.params))
+    return drawn
+
+
+@pytest.mark.parametrize("name", [n for n in search.SAMPLERS if n != "gp"] + [
+    pytest.param("gp", marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                                reason="the gp sampler needs PyTorch (the `gp` extra)"))])
+def test_every_sampler_draws_inside_the_search_space(name):
+    space = {**SPACE, "search.learning_rate": {"choices": [1e-3, 1e-2, 1e-1]}} if name == "grid" else SPACE
+    exp = dlbench.load_spec(TINY, sampler=name, trials=8, **space)
+    assert exp.sampler == name and exp.spec_hash != dlbench.load_spec(TINY, **space).spec_hash or name == "tpe"
+    drawn = _ask_tell(exp, 8)
+    for p in drawn:
+        assert 1e-3 <= p["learning_rate"] <= 1e-1 and p["width"] in (4, 8, 12, 16)
+    assert len({tuple(sorted(p.items())) for p in drawn}) > 1
+
+
+def test_grid_tries_every_point_once():
+    exp = dlbench.load_spec(TINY, sampler="grid", trials=8, **{
+        "search.learning_rate": {"choices": [0.01, 0.1]}, "search.width": {"low": 4, "high": 16, "step": 4}})
+    drawn = _ask_tell(exp, 8)
+    assert sorted((p["learning_rate"], p["width"]) for p in drawn) == [
+        (lr, w) for lr in (0.01, 0.1) for w in (4, 8, 12, 16)]
+
+
+def test_grid_refuses_a_continuous_range_and_more_trials_than_points():
+    with pytest.raises(SpecError) as e:
+        dlbench.load_spec(TINY, sampler="grid")  # tiny's learning_rate is a log range without step
+    assert e.value.field == "sampler" and "learning_rate is a continuous range" in e.value.message
+    with pytest.raises(SpecError) as e:
+        dlbench.load_spec(TINY, sampler="grid", trials=9, **{"search.learning_rate": {"choices": [0.01, 0.1]},
+                                                             "search.width": {"low": 4, "high": 16, "step": 4}})
+    assert e.value.field == "budget.trials" and "grid has 8 points" in e.value.message
+
+
+def test_an_unknown_sampler_or_pruner_names_the_allowed_ones():
+    with pytest.raises(SpecError) as e:
+        dlbench.load_spec(TINY, sampler="annealing")
+    assert e.value.field == "sampler" and "'tpe'" in e.value.message and "'qmc'" in e.value.message
+    with pytest.raises(SpecError) as e:
+        dlbench.load_spec(TINY, pruner="asha")
+    assert e.value.field == "pruner" and "'successive_halving'" in e.value.message
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="PyTorch is installed here")
+def test_the_gp_sampler_without_pytorch_says_how_to_get_it():
+    with pytest.raises(SpecError) as e:
+        dlbench.load_spec(TINY, sampler="gp")
+    assert e.value.field == "sampler" and "pip install torch" in e.value.message
+
+
+@pytest.mark.parametrize("name", search.PRUNERS)
+def test_every_pruner_stops_a_clearly_worse_trial_but_none(name):
+    exp = dlbench.load_spec(TINY, pruner=name, epochs=9)
+    s = optuna.create_study(pruner=search.pruner(exp), direction="maximize",
+                            sampler=optuna.samplers.RandomSampler(seed=0))
+    pruned = []
+    for i in range(8):
+        trial = s.ask()
+        good = i < 6  # six good trials, then two far worse
+        for step in range(1, 10):
+            trial.report((0.9 if good else 0.1) + 0.001 * step + 0.0001 * i, step)
+            if trial.should_prune():
+                pruned.append(i)
+                s.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            s.tell(trial, (0.9 if good else 0.1) + 0.0001 * i)
+    if name == "none":
+        assert pruned == []
+    else:
+        assert pruned and set(pruned) <= {6, 7}, pruned
+
+
+def test_the_study_stores_its_sampler():
+    exp = dlbench.load_spec(TINY, sampler="qmc")
+    s = study.open_study(exp, exp.arms[0].name, optuna.storages.InMemoryStorage())
+    assert s.user_attrs["sampler"] == "qmc" and type(s.sampler).__name__ == "QMCSampler"
