@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dlbench import spec, stats
+from dlbench import search, spec, stats
 from dlbench import tracking as T
 from dlbench.spec import Experiment, SpecError
 from dlbench.storage import redact
@@ -51,6 +51,10 @@ class ArmResult:
     params_count: float | None = None
     flops_per_example: float | None = None
     examples_per_second: float | None = None
+    # A multi-objective search's complete trials: each one's objective values (Report.objectives' order), and
+    # which of them the arm repeated.
+    trial_objectives: list[list[float]] = dataclasses.field(default_factory=list)
+    repeated_trial: int | None = None
 
 
 @dataclasses.dataclass
@@ -101,6 +105,8 @@ class Report:
     budget_note: str
     reference: dict[str, Any] | None
     reference_matches: list[ReferenceMatch] = dataclasses.field(default_factory=list)
+    # The objectives of a multi-objective search (the tuned metric first); empty for one objective.
+    objectives: list[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, default=_json_default, allow_nan=True)
@@ -207,19 +213,22 @@ def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 
         study = _trials(exp, storage_url, arm)
         trials = study.get_trials(deepcopy=False) if study else []
         count = lambda s: sum(t.state == s for t in trials)  # noqa: E731
-        scored = [t.value for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.value is not None]
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        best = (max if higher else min)(complete, key=lambda t: t.value) if complete else None
+        # A pruned trial's value is its last reported one; a multi-objective trial's first value is `metric`'s.
+        scored = [t.values[0] for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.values]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+        best = search.best_trial(complete, study.directions) if complete else None
         seconds = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
                       if t.datetime_complete and t.datetime_start)
         arms.append(ArmResult(
             arm=arm, n=d.n, mean=d.mean, std=d.std, ci_low=d.ci_low, ci_high=d.ci_high, values=values,
             tuned_mean=_mean(tuned), repeats_failed=sum(r.info.status == "FAILED" for r in repeats),
-            best_trial=best.value if best else None, best_params=dict(best.params) if best else {},
+            best_trial=best.values[0] if best else None, best_params=dict(best.params) if best else {},
             trials_complete=count(TrialState.COMPLETE), trials_pruned=count(TrialState.PRUNED),
             trials_failed=count(TrialState.FAIL), tuning_seconds=seconds,
             expected_best=stats.expected_max(scored, len(scored), higher_is_better=higher),
             model=done[0].data.params.get("model") if done else None, **cost,
+            trial_objectives=[list(t.values) for t in complete] if exp.multi_objective else [],
+            repeated_trial=complete.index(best) if best is not None and exp.multi_objective else None,
         ))
     if not any(a.n for a in arms):
         raise SpecError(exp.path, "name", f"experiment {exp.name!r} has no finished seed repeats yet; run "
@@ -248,12 +257,16 @@ def build(exp: Experiment, storage_url: str, tracker: T.Tracker, alpha: float = 
     budget_note = (f"every arm: {exp.budget.trials} tuning trials budgeted, {exp.budget.epochs} epochs each; "
                    f"finished trials per arm: " + ", ".join(f"{a.arm} {a.trials_complete + a.trials_pruned}" for a in arms)
                    + ("" if len(budgets) == 1 else " (unequal: some trials diverged or the run is unfinished)"))
+    if exp.multi_objective:
+        budget_note += (f"; a multi-objective search over {', '.join(exp.metrics)} (not pruned), each arm repeating "
+                        f"the trial of its Pareto front best in {exp.metric}")
     ref = None
     if exp.reference is not None:
         ref = {"source": exp.reference.source, "claim": exp.reference.claim, "results": dict(exp.reference.results),
                "results_metric": exp.reference.results_metric, "tolerance": exp.reference.tolerance}
     return Report(exp.name, metric, exp.metric, higher, exp.baseline, exp.budget.trials, exp.budget.epochs,
-                  exp.seeds, exp.spec_hash, arms, comparisons, budget_note, ref, _matches(exp, arms, metric))
+                  exp.seeds, exp.spec_hash, arms, comparisons, budget_note, ref, _matches(exp, arms, metric),
+                  list(exp.metrics) if exp.multi_objective else [])
 
 
 # Compared metrics that are fractions (the default margin is one point of them); the others are losses and errors.
@@ -453,8 +466,14 @@ def _markdown(report: Report) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in body]
     lines += ["", *_footer(report), "", "## Best configuration per arm", ""]
     for a in report.arms:
+        front = ""
+        if report.objectives and a.trial_objectives:
+            from dlbench.plots import pareto_front  # noqa: PLC0415
+
+            up = [direction(m) == "maximize" for m in report.objectives]
+            front = f"; {len(pareto_front(a.trial_objectives, up))} of {len(a.trial_objectives)} trials on the Pareto front"
         lines.append(f"- **{a.arm}**: best trial {_f(a.best_trial)} with {a.best_params}; "
-                     f"tuning time {a.tuning_seconds:.0f} s")
+                     f"tuning time {a.tuning_seconds:.0f} s{front}")
     return "\n".join(lines) + "\n"
 
 
@@ -489,12 +508,18 @@ def plots(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker,
             P.expected_max_curves, {a.arm: a.expected_best for a in report.arms}, exp.metric,
             outdir / "expected_best_vs_trials.png", base)),
     ]
+    if report.objectives:
+        jobs.append((outdir / "pareto_front.png", functools.partial(
+            P.pareto_fronts, {a.arm: a.trial_objectives for a in report.arms}, report.objectives,
+            [direction(m) for m in report.objectives], {a.arm: a.repeated_trial for a in report.arms},
+            outdir / "pareto_front.png", base)))
     for arm in exp.arm_names:
         study = _in_memory(_trials(exp, storage_url, arm))
         if study is not None:
             for kind in OPTUNA_PLOTS:
                 path = outdir / f"optuna_{kind}_{arm}.png"
-                jobs.append((path, functools.partial(_optuna_plot, study, kind, f"{exp.name} / {arm}", path)))
+                jobs.append((path, functools.partial(_optuna_plot, study, kind, f"{exp.name} / {arm}", path,
+                                                     exp.metric)))
     _draw(jobs)
     return [path for path, _ in jobs if path.exists()]
 
@@ -543,7 +568,8 @@ def _in_memory(study):
 OPTUNA_PLOTS = ("history", "importance", "parallel_coordinate", "contour", "slice")
 
 
-def _optuna_plot(study, kind: str, title: str, path: Path) -> None:
+def _optuna_plot(study, kind: str, title: str, path: Path, metric: str = "objective") -> None:
+    """One of Optuna's plots of a study; of a multi-objective study's first objective (`metric`)."""
     import warnings
 
     import matplotlib
@@ -563,11 +589,12 @@ def _optuna_plot(study, kind: str, title: str, path: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ax = fn(study)
-        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-        fig.suptitle(title)
-        fig.set_size_inches(8, 5)
-        fig.tight_layout()
+            target = {} if len(study.directions) == 1 else dict(target=lambda t: t.values[0], target_name=metric)
+            ax = fn(study, **target)
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.suptitle(title)
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()  # warns for a colour bar's axes, which it leaves as they are
         fig.savefig(path, dpi=100)
         plt.close(fig)
     except (ValueError, RuntimeError, ZeroDivisionError) as e:  # too few trials or parameters to plot

@@ -55,7 +55,7 @@ def counts_toward_budget(state: TrialState, reason: str) -> bool:
 class Ending:
     outcome: Outcome
     reason: str = ""
-    value: float | None = None  # the trial's objective value, when complete
+    value: float | list[float] | None = None  # the trial's objective value(s), when complete
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # final metrics, when complete
 
     @property
@@ -112,7 +112,7 @@ class Box:
 
     def __init__(self, run_id: str | None):
         self.run_id = run_id
-        self.value: float | None = None
+        self.value: float | list[float] | None = None  # a list in a multi-objective study
         self.metrics: dict[str, float] = {}
 
 

@@ -1,4 +1,5 @@
-"""Comparison plots (matplotlib, PNG): learning curves, final-metric distributions, expected best vs trials.
+"""Comparison plots (matplotlib, PNG): learning curves, final-metric distributions, expected best vs trials, and
+the Pareto fronts of a multi-objective search.
 
 One colour per arm, the same in every plot; the baseline is marked in the legend. No pyplot global state.
 """
@@ -107,4 +108,53 @@ def expected_max_curves(curves: Mapping[str, Sequence[float]], metric: str, path
     ax.grid(alpha=0.3)
     if any(len(v) for v in curves.values()):
         ax.legend(loc="best")
+    return _save(fig, path)
+
+
+def pareto_front(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
+    """Indices of the points no other point dominates (at least as good in every objective, better in one)."""
+    signed = np.asarray([[v if up else -v for v, up in zip(p, maximize)] for p in points], dtype=float)
+    front = []
+    for i, p in enumerate(signed):
+        dominated = np.any(np.all(signed >= p, axis=1) & np.any(signed > p, axis=1))
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def pareto_fronts(trials: Mapping[str, Sequence[Sequence[float]]], objectives: Sequence[str],
+                  directions: Sequence[str], repeated: Mapping[str, int | None], path: str | Path,
+                  baseline: str | None = None) -> Path:
+    """Every complete trial of each arm, the first objective against each other one (a panel per pair), with
+    each arm's Pareto front over all objectives joined by a line and the trial the arm repeated (`repeated`: its
+    index in the arm's trials) starred."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
+
+    others = list(range(1, len(objectives)))
+    fig = Figure(figsize=(max(8.0, 6.0 * len(others)), 5.0), dpi=100)
+    colors = arm_colors(list(trials))
+    maximize = [d == "maximize" for d in directions]
+    for panel, j in enumerate(others):
+        ax = fig.add_subplot(1, len(others), panel + 1)
+        for arm, points in trials.items():
+            if not points:
+                continue
+            pts = np.asarray(points, dtype=float)
+            ax.scatter(pts[:, j], pts[:, 0], s=14, alpha=0.35, color=colors[arm])
+            front = sorted(pareto_front(points, maximize), key=lambda i: pts[i, j])
+            ax.plot(pts[front, j], pts[front, 0], marker="o", ms=5, lw=1.5, color=colors[arm],
+                    label=f"{_label(arm, baseline)}: {len(front)} of {len(points)} trials on the front")
+            k = repeated.get(arm)
+            if k is not None:
+                ax.scatter([pts[k, j]], [pts[k, 0]], marker="*", s=180, color=colors[arm], edgecolor="black", zorder=5)
+        if objectives[j] in ("flops_per_example", "params_count"):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"{objectives[j]} ({'higher' if maximize[j] else 'lower'} is better)")
+        ax.set_ylabel(f"{objectives[0]} ({'higher' if maximize[0] else 'lower'} is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle("Pareto fronts of the tuning trials\n(line: each arm's front; star: the configuration it repeated "
+                 "over seeds, its best in the first metric)", fontsize=10)
     return _save(fig, path)

@@ -13,7 +13,7 @@ import optuna
 
 from dlbench.spec import Arm, Choice, Experiment, Range, SpecError
 
-__all__ = ["SAMPLERS", "PRUNERS", "check", "sampler", "sampler_settings", "pruner", "hyperband_min_resource", "seed",
+__all__ = ["SAMPLERS", "MULTI_OBJECTIVE", "PRUNERS", "best_trial", "check", "sampler", "sampler_settings", "pruner", "hyperband_min_resource", "seed",
            "grid", "unavailable"]
 
 # What each `sampler` value is, for `--help`, the README and the errors.
@@ -25,6 +25,7 @@ SAMPLERS = {
     "cmaes": "CMA-ES over the numeric parameters (categorical ones are drawn at random)",
     "qmc": "quasi-Monte Carlo (scrambled Sobol) points: random search that covers the space evenly",
 }
+MULTI_OBJECTIVE = ("tpe", "random", "grid", "gp", "qmc")  # the samplers that take several objectives
 PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "none")
 _NEEDS = {"gp": ("torch", "pip install torch")}
 
@@ -77,6 +78,9 @@ def check(exp: Experiment, int_params: Callable[[Arm], frozenset[str]]) -> None:
     why = unavailable(exp.sampler)
     if why:
         raise SpecError(exp.path, "sampler", why)
+    if exp.multi_objective and exp.sampler not in MULTI_OBJECTIVE:
+        raise SpecError(exp.path, "sampler", f"{exp.sampler!r} optimises one objective; a multi-objective search "
+                        f"(metrics = {list(exp.metrics)!r}) takes {', '.join(MULTI_OBJECTIVE)}")
     if exp.sampler != "grid":
         return
     for arm in exp.arms:
@@ -88,6 +92,15 @@ def check(exp: Experiment, int_params: Callable[[Arm], frozenset[str]]) -> None:
         if exp.budget.trials > size:
             raise SpecError(exp.path, "budget.trials", f"arm {arm.name}'s grid has {size} points; grid search "
                             f"tries each once, so give at most {size} trials (got {exp.budget.trials})")
+
+
+def best_trial(trials, directions) -> Any:
+    """The search's result: the complete trial best in the first objective (`metric`), ties and the other
+    objectives of a multi-objective search broken in their order, so the trial is always on the Pareto front;
+    None before a trial completes. `directions`: the study's (optuna.study.StudyDirection per objective)."""
+    signs = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in directions]
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.values]
+    return max(done, key=lambda t: tuple(s * v for s, v in zip(signs, t.values))) if done else None
 
 
 def hyperband_min_resource(epochs: int) -> int:

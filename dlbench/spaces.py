@@ -18,7 +18,7 @@ import pydantic
 
 from dlbench import data, models, runtime, spec, stats
 from dlbench.spec import Choice, Experiment, Range, SpecError
-from dlbench.train import TrainHParams, direction
+from dlbench.train import COST_METRICS, TrainHParams, direction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,9 @@ def load(path: str | Path | Mapping[str, Any], sets: typing.Sequence[str | tuple
     check(exp)
     if any(v is not None for v in overrides.values()):
         exp = spec.with_overrides(exp, **overrides)
-        _check_search(exp)  # a grid and the new trial budget
+        from dlbench import search  # noqa: PLC0415  (Optuna, only once a spec is checked)
+
+        search.check(exp, lambda arm: int_params(exp, arm))  # a grid and the new trial budget
     stats.warn_if_few_seeds(exp)
     return exp
 
@@ -182,8 +184,11 @@ def check(exp: Experiment) -> None:
         task = entry.task_for(info.task)
         produced = [m for base in data.TASK_METRICS[task] for m in (f"val_{base}", base)]
         if exp.metric not in produced:
-            raise SpecError(exp.path, "metric", f"{exp.metric!r} is not produced by model {model!r} on dataset "
-                            f"{ds.name!r} ({task}); allowed: {', '.join(produced)}")
+            raise SpecError(exp.path, "metrics" if exp.metrics else "metric", f"{exp.metric!r} is not produced by "
+                            f"model {model!r} on dataset {ds.name!r} ({task}); allowed: {', '.join(produced)}")
+        for other in (m for m in exp.metrics[1:] if m not in [*produced, *COST_METRICS]):  # costs may be objectives
+            raise SpecError(exp.path, "metrics", f"{other!r} is not produced by model {model!r} on dataset {ds.name!r} "
+                            f"({task}); the objectives after the first may be {', '.join([*produced, *COST_METRICS])}")
 
         owners = _owners(model)
         # Shared sections must suit every arm's model; an arm's own values only its model.
@@ -194,7 +199,8 @@ def check(exp: Experiment) -> None:
         _check_combinations(exp, arm, TrainHParams, owners)
         _check_recipe(exp, arm, entry, owners, task)
         _check_speed_settings(exp, arm)
-    _check_search(exp)
+    from dlbench import search  # noqa: PLC0415
+    search.check(exp, lambda arm: int_params(exp, arm))
     if any(entries[a.name].source for a in exp.arms):
         from dlbench import plugins  # noqa: PLC0415
 
@@ -329,12 +335,6 @@ def sample(trial, exp: Experiment, arm: spec.Arm) -> Params:
     return resolve(exp, arm, sampled)
 
 
-def _check_search(exp: Experiment) -> None:
-    from dlbench import search  # noqa: PLC0415
-
-    search.check(exp, lambda arm: int_params(exp, arm))
-
-
 def int_params(exp: Experiment, arm: spec.Arm) -> frozenset[str]:
     """The arm's searched parameters that are integers (their ranges are grids of whole numbers)."""
     owners = _owners(exp.model_for(arm))
@@ -345,5 +345,6 @@ def searched_names(exp: Experiment, arm: spec.Arm) -> list[str]:
     return sorted(k for k, v in exp.params_for(arm).items() if spec.is_searched(v))
 
 
-def metric_direction(exp: Experiment) -> str:
-    return direction(exp.metric)
+def directions(exp: Experiment) -> list[str]:
+    """The direction of each objective of the arms' studies (`exp.objectives`), from the metric's name."""
+    return [direction(m) for m in exp.objectives]

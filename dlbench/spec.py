@@ -124,6 +124,18 @@ class Experiment:
     # test fails and whose equivalence test (TOST) within ±margin succeeds is "equivalent". None: the default of
     # comparison.equivalence_margin (0.01 for accuracies, 5% of the baseline's mean for losses and errors).
     equivalence_margin: float | None = None
+    # Multi-objective search: every objective of each trial, `metric` first (the one compared across arms and the
+    # one that picks each arm's configuration to repeat); empty for a single objective (`metric`).
+    metrics: tuple[str, ...] = ()
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """What each trial's study optimises: `metrics`, or `metric` alone."""
+        return self.metrics or (self.metric,)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -170,6 +182,8 @@ class Experiment:
             payload["sources"] = dict(self.sources)
         if self.sampler != "tpe":  # and another sampler than the default draws other trials
             payload["sampler"] = self.sampler
+        if self.multi_objective:  # and other objectives steer the search elsewhere
+            payload["metrics"] = list(self.metrics)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -211,7 +225,8 @@ class _SpecModel(_Strict):
     description: str = ""
     dataset: str | _DatasetModel
     model: str
-    metric: str
+    metric: str | None = None
+    metrics: list[str] | None = None
     baseline: str
     seeds: int = 5
     budget: _BudgetModel
@@ -347,6 +362,7 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
         raise SpecError(path, "budget.trials", f"must be at least 1; got {m.budget.trials}")
     if m.budget.epochs < 1:
         raise SpecError(path, "budget.epochs", f"must be at least 1; got {m.budget.epochs}")
+    metric, metrics, pruner = _objectives(path, m, explicit_pruner="pruner" in raw)
     margin = m.equivalence_margin
     if isinstance(margin, int) and not isinstance(margin, bool):
         margin = float(margin)
@@ -398,7 +414,7 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
             if arm not in m.arms:
                 raise SpecError(path, f"reference.results.{arm}", f"not an arm; arms are: {', '.join(m.arms)}")
         if r.tolerance is not None:
-            compared = "test_" + m.metric.removeprefix("val_")
+            compared = "test_" + metric.removeprefix("val_")
             if not (r.tolerance > 0 and math.isfinite(r.tolerance)):
                 raise SpecError(path, "reference.tolerance", f"must be a number > 0 (relative); got {r.tolerance!r}")
             if not r.results or r.results_metric != compared:
@@ -409,11 +425,35 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
                               r.lower_is_better, float(r.tolerance) if r.tolerance is not None else None)
 
     return Experiment(
-        name=m.name, description=m.description, path=str(path), dataset=dataset, model=m.model, metric=m.metric,
-        baseline=m.baseline, seeds=m.seeds, budget=Budget(m.budget.trials, m.budget.epochs), pruner=m.pruner,
+        name=m.name, description=m.description, path=str(path), dataset=dataset, model=m.model, metric=metric,
+        baseline=m.baseline, seeds=m.seeds, budget=Budget(m.budget.trials, m.budget.epochs), pruner=pruner,
         fixed=fixed, search=search, arms=tuple(arms), reference=reference, save_models=m.save_models,
         sources=tuple(sorted(sources.items())), sampler=m.sampler, equivalence_margin=margin,
+        metrics=metrics,
     )
+
+
+def _objectives(path, m: _SpecModel, explicit_pruner: bool) -> tuple[str, tuple[str, ...], str]:
+    """(metric, metrics, pruner) from `metric` and/or `metrics`: a list of two or more makes the search
+    multi-objective, which Optuna cannot prune (so the pruner is "none", and any other is refused)."""
+    if m.metrics is None:
+        if m.metric is None:
+            raise SpecError(path, "metric", "required: the metric each arm is tuned and compared on, e.g. "
+                            "\"val_accuracy\" (or `metrics = [...]` for a multi-objective search)")
+        return m.metric, (), m.pruner
+    if not m.metrics:
+        raise SpecError(path, "metrics", "must list at least one metric; the first is the one arms are compared on")
+    if len(set(m.metrics)) != len(m.metrics):
+        raise SpecError(path, "metrics", f"lists a metric twice: {m.metrics!r}")
+    if m.metric is not None and m.metric != m.metrics[0]:
+        raise SpecError(path, "metric", f"with `metrics`, `metric` may be left out; if given it must be the first "
+                        f"of them ({m.metrics[0]!r}); got {m.metric!r}")
+    if len(m.metrics) == 1:
+        return m.metrics[0], (), m.pruner
+    if explicit_pruner and m.pruner != "none":
+        raise SpecError(path, "pruner", f"a multi-objective search (metrics = {m.metrics!r}) cannot prune: Optuna "
+                        "has no pruning for several objectives. Leave `pruner` out or set pruner = \"none\"")
+    return m.metrics[0], tuple(m.metrics), "none"
 
 
 def _fixed_value(path, field: str, v: Any) -> Value:
@@ -503,7 +543,8 @@ def to_raw(exp: Experiment) -> dict[str, Any]:
 
     out: dict[str, Any] = {
         "name": exp.name, "description": exp.description, "dataset": {"name": exp.dataset.name, **exp.dataset.options},
-        "model": exp.model, "metric": exp.metric, "baseline": exp.baseline, "seeds": exp.seeds,
+        "model": exp.model, "metric": exp.metric, **({"metrics": list(exp.metrics)} if exp.metrics else {}),
+        "baseline": exp.baseline, "seeds": exp.seeds,
         "budget": {"trials": exp.budget.trials, "epochs": exp.budget.epochs}, "pruner": exp.pruner,
         "sampler": exp.sampler,
         **({"equivalence_margin": exp.equivalence_margin} if exp.equivalence_margin is not None else {}),

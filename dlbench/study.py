@@ -52,10 +52,11 @@ def open_study(exp: Experiment, arm: str, storage, worker: int = 0) -> optuna.St
     s = search.sampler_settings(exp)
     sampler = search.sampler(exp, search.seed(exp.name, arm, worker), exp.arm(arm), spaces.int_params(exp, exp.arm(arm)))
     study = optuna.create_study(storage=storage, study_name=study_name(exp, arm), sampler=sampler,
-                                pruner=search.pruner(exp), direction=spaces.metric_direction(exp), load_if_exists=True)
+                                pruner=search.pruner(exp), directions=spaces.directions(exp), load_if_exists=True)
     stored = study.user_attrs.get("spec_hash")
     if stored is None:
-        for k, v in {"spec_hash": exp.spec_hash, "metric": exp.metric, "pruner": exp.pruner,
+        for k, v in {"spec_hash": exp.spec_hash, "metric": exp.metric, "metrics": list(exp.objectives),
+                     "pruner": exp.pruner,
                      "epochs": exp.budget.epochs, "optuna": optuna.__version__, **s}.items():
             study.set_user_attr(k, v)
     elif stored != exp.spec_hash:
@@ -152,14 +153,16 @@ class Worker:
             def report(epoch: int, logs: dict[str, float]) -> None:
                 self.progress.epoch(f"trial {trial.number}", epoch, logs, exp.metric)
                 value = logs.get(exp.metric, math.nan)
-                if not math.isfinite(value):
+                if not math.isfinite(value) or exp.multi_objective:  # Optuna prunes single objectives only
                     return
                 trial.report(value, step=epoch + 1)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
             result = self.trainer.fit(unit.run_id, state, params, seed, hooks=[report], lease=lease)
-            unit.value, unit.metrics = result.best_value, result.metrics(exp.metric)
+            unit.metrics = result.metrics(exp.metric)
+            values = [result.objective(m, exp.metric) for m in exp.objectives]
+            unit.value = values if exp.multi_objective else values[0]
 
     # --- seed repeats ---
 
@@ -175,11 +178,9 @@ class Worker:
             time.sleep(1.0)
 
     def best_params(self, arm: Arm) -> spaces.Params | None:
-        try:
-            best = self.studies[arm.name].best_trial
-        except ValueError:
-            return None
-        return spaces.resolve(self.exp, arm, best.params)
+        """The configuration the arm repeats: its best trial, by `metric` in a multi-objective search."""
+        best = best_trial(self.studies[arm.name])
+        return None if best is None else spaces.resolve(self.exp, arm, best.params)
 
     def repeat(self, arm: Arm) -> None:
         study = self.studies[arm.name]
@@ -235,11 +236,19 @@ def config_hash(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The trial whose configuration the arm repeats (search.best_trial): Optuna's best trial for one objective."""
+    if len(study.directions) == 1:
+        try:
+            return study.best_trial
+        except ValueError:
+            return None
+    return search.best_trial(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), study.directions)
+
+
 def _best_value(study: optuna.Study) -> float | None:
-    try:
-        return study.best_value
-    except ValueError:
-        return None
+    best = best_trial(study)
+    return None if best is None else best.values[0]
 
 
 # === Entry point ===

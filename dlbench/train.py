@@ -133,6 +133,16 @@ class FitResult:
     model: Any = dataclasses.field(default=None, repr=False)  # the trained model (best weights if tested)
     epochs_trained: int = 0  # fewer than the budget when early stopping stopped the run
 
+    def objective(self, metric: str, monitor: str) -> float:
+        """A trial's value of one objective of a search: the monitored metric's best, another logged metric at
+        the selected epoch, or a cost (COST_METRICS)."""
+        if metric == monitor:
+            return self.best_value
+        if metric in COST_METRICS:
+            return float(self.metrics(monitor)[metric])
+        values = self.history.get(metric) or [math.nan]
+        return float(values[min(self.best_epoch, len(values) - 1)]) if self.best_epoch >= 0 else math.nan
+
     def metrics(self, monitor: str) -> dict[str, float]:
         """What a finished run logs to MLflow besides its per-epoch history. `best_<monitor>` and `best_epoch`
         are those of the selected weights (`select`: the best validation epoch, or the last)."""
@@ -149,8 +159,12 @@ def stops_early(values: Sequence[float], best_epoch: int, patience: int) -> bool
     return bool(patience) and len(values) - 1 - best_epoch >= patience
 
 
-# Log keys that are lower-is-better besides those naming a loss or an error.
-_LOWER_IS_BETTER = ("mse",)
+# Log keys that are lower-is-better besides those naming a loss or an error: squared errors, and the costs a
+# multi-objective search may trade against accuracy (COST_METRICS but throughput).
+_LOWER_IS_BETTER = ("mse", "params_count", "flops_per_example", "train_seconds")
+# What every finished trial measures besides its task's metrics (FitResult.metrics); a multi-objective search may
+# name them in `metrics`.
+COST_METRICS = ("params_count", "flops_per_example", "train_seconds", "examples_per_second")
 
 
 def direction(metric: str) -> str:

@@ -110,3 +110,83 @@ def test_the_study_stores_its_sampler():
     exp = dlbench.load_spec(TINY, sampler="qmc")
     s = study.open_study(exp, exp.arms[0].name, optuna.storages.InMemoryStorage())
     assert s.user_attrs["sampler"] == "qmc" and type(s.sampler).__name__ == "QMCSampler"
+
+
+# === Multi-objective search ===
+
+MULTI = {**TINY, "metrics": ["val_accuracy", "params_count"]}
+
+
+def test_metrics_make_a_multi_objective_search_with_directions_from_the_names_and_no_pruner():
+    raw = {k: v for k, v in MULTI.items() if k not in ("metric", "pruner")}
+    exp = dlbench.load_spec(raw)
+    assert exp.metric == "val_accuracy" and exp.objectives == ("val_accuracy", "params_count")
+    assert exp.multi_objective and exp.pruner == "none"
+    assert spaces.directions(exp) == ["maximize", "minimize"]
+    assert exp.spec_hash != dlbench.load_spec(TINY).spec_hash
+    s = study.open_study(exp, exp.arms[0].name, optuna.storages.InMemoryStorage())
+    assert [d.name for d in s.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert s.user_attrs["metrics"] == ["val_accuracy", "params_count"]
+    # A one-element list is the single-objective search on that metric, with the same hash.
+    one = dlbench.load_spec({**TINY, "metrics": ["val_accuracy"]})
+    assert not one.multi_objective and one.spec_hash == dlbench.load_spec(TINY).spec_hash
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"pruner": "hyperband"}, "pruner", "cannot prune"),
+    ({"sampler": "cmaes"}, "sampler", "takes tpe, random, grid, gp, qmc"),
+    ({"metrics": ["val_accuracy", "val_accuracy"]}, "metrics", "twice"),
+    ({"metrics": []}, "metrics", "at least one"),
+    ({"metrics": ["val_accuracy", "val_mse"]}, "metrics", "flops_per_example"),
+    ({"metrics": ["val_loss", "params_count"]}, "metric", "must be the first"),
+])
+def test_a_bad_multi_objective_spec_names_the_field(change, field, words):
+    with pytest.raises(SpecError) as e:
+        dlbench.load_spec({**MULTI, **change})
+    assert e.value.field == field and words in e.value.message, e.value
+
+
+def test_the_pareto_front_keeps_exactly_the_non_dominated_points():
+    from dlbench.plots import pareto_front
+
+    # (accuracy up, flops down): b dominates d; a, b, c trade off; e equals b (neither dominates the other).
+    points = [[0.9, 100], [0.8, 10], [0.95, 1000], [0.7, 50], [0.8, 10]]
+    assert pareto_front(points, [True, False]) == [0, 1, 2, 4]
+    assert pareto_front([[1.0, 1.0]], [True, True]) == [0]
+    assert pareto_front(points, [False, True]) == [0, 2, 3]  # directions reversed: (0.8, 10) is now dominated
+
+
+def test_the_configuration_repeated_is_best_in_the_first_objective_and_on_the_front():
+    s = optuna.create_study(directions=["maximize", "minimize"])
+    for values in ([0.9, 500], [0.9, 20], [0.8, 10], [0.9, 20]):
+        s.add_trial(optuna.trial.create_trial(values=values))
+    s.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    best = search.best_trial(s.trials, s.directions)
+    assert best.number == 1 and study.best_trial(s).number == 1  # the tie in accuracy goes to fewer FLOPs
+    assert search.best_trial([], s.directions) is None
+    one = optuna.create_study(direction="minimize")
+    for v in (3.0, 1.0, 2.0):
+        one.add_trial(optuna.trial.create_trial(value=v))
+    assert search.best_trial(one.trials, one.directions).value == 1.0 == study.best_trial(one).value
+
+
+@pytest.mark.e2e
+def test_a_multi_objective_run_repeats_each_arms_best_in_metric_and_draws_its_pareto_fronts(tmp_path):
+    exp = dlbench.load_spec(MULTI, trials=4, search__width={"choices": [4, 32]})
+    report = dlbench.run(exp, storage=str(tmp_path / "studies"), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                         progress=False)
+    from dlbench.plots import pareto_front
+    from dlbench.storage import open_storage
+
+    for a in report.result.arms:
+        s = optuna.load_study(study_name=exp.study_name(a.arm), storage=open_storage(str(tmp_path / "studies")))
+        done = [t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert done and all(len(t.values) == 2 and t.values[1] == int(t.values[1]) for t in done)
+        assert a.best_trial == max(t.values[0] for t in done) and len(a.trial_objectives) == len(done)
+        assert study.best_trial(s).values[0] == a.best_trial
+        assert a.repeated_trial in pareto_front(a.trial_objectives, [True, False])
+        assert a.n == exp.seeds
+    assert report.result.objectives == ["val_accuracy", "params_count"]
+    assert "multi-objective search over val_accuracy, params_count" in report.result.budget_note
+    figures = report.plots(tmp_path / "figures")
+    assert "pareto_front" in figures and figures["pareto_front"].stat().st_size > 10_000

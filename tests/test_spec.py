@@ -158,7 +158,7 @@ noise_level = { low = 0.1, high = 0.5 }
 
 def test_autoencoder_spec_is_tuned_on_reconstruction_error(tmp_path):
     exp = spaces.load(write_spec(tmp_path, AE))
-    assert spaces.metric_direction(exp) == "minimize"
+    assert spaces.directions(exp) == ["minimize"]
     with pytest.raises(SpecError, match=r"field `metric`.*'val_accuracy' is not produced by model 'autoencoder' on "
                                         r"dataset '\w+' \(reconstruction\); allowed: val_loss, loss, "
                                         r"val_reconstruction_error"):
