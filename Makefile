@@ -19,13 +19,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dlbench run experiments/relu_vs_sigmoid.toml
 
-## Run the test suite (slow reproductions excluded; see `make reproduce`).
+## Run the test suite on 2 test processes (slow reproductions excluded; see `make reproduce`).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-## The fast unit tier (about 2 minutes): everything but the end-to-end runs and the slow reproductions.
+## The fast unit tier (about 1.5 minutes on 2 test processes): everything but the end-to-end runs and the slow reproductions.
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not e2e and not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not e2e and not slow"
 
 ## Long reproductions of the published ablations (marked slow); rewrites docs/reproductions.md.
 reproduce: $(STAMP)

@@ -89,7 +89,7 @@ def run(spec: str | Path | Mapping[str, Any] | Experiment, /, *, workers: int = 
     Raises:
         SpecError: bad spec, overrides or flags (nothing ran). study.RunError: workers that failed.
     """
-    from dlbench import comparison, study  # noqa: PLC0415
+    from dlbench import reporting, study  # noqa: PLC0415
     from dlbench.spec import with_overrides  # noqa: PLC0415
     from dlbench.storage import redact  # noqa: PLC0415
 
@@ -108,7 +108,7 @@ def run(spec: str | Path | Mapping[str, Any] | Experiment, /, *, workers: int = 
     start = time.perf_counter()
     study.run(exp, settings)
     try:
-        result, note = comparison.report(exp, settings.storage, settings.tracking_uri), ""
+        result, note = reporting.report(exp, settings.storage, settings.tracking_uri), ""
     except SpecError as e:  # nothing to compare: every trial or repeat failed
         result, note = None, e.message
     return Report(result, exp, settings.storage, settings.tracking_uri, seconds=time.perf_counter() - start,
@@ -141,12 +141,12 @@ def compare(spec_or_name: str | Path | Experiment, /, *, storage: str | None = N
         spec_or_name: a spec file, an experiment name in the tracking store, or an Experiment.
         write: also update the experiment's `comparison` run in MLflow (the CLI's default; --no-log is False).
     """
-    from dlbench import comparison  # noqa: PLC0415
+    from dlbench import gather, reporting  # noqa: PLC0415
 
     uri = _tracking_uri(tracking_uri)
-    exp = spec_or_name if isinstance(spec_or_name, Experiment) else comparison.resolve(str(spec_or_name), uri)
+    exp = spec_or_name if isinstance(spec_or_name, Experiment) else gather.resolve(str(spec_or_name), uri)
     url = _storage_url(storage)
-    return Report(comparison.report(exp, url, uri, write=write), exp, url, uri)
+    return Report(reporting.report(exp, url, uri, write=write), exp, url, uri)
 
 
 class Report:
@@ -175,9 +175,9 @@ class Report:
         """One row per arm, indexed by arm: the columns of the table (`dlbench compare --format csv`)."""
         import pandas as pd  # noqa: PLC0415
 
-        from dlbench import comparison  # noqa: PLC0415
+        from dlbench import reporting  # noqa: PLC0415
 
-        frame = pd.DataFrame(comparison.rows(self.result))
+        frame = pd.DataFrame(reporting.rows(self.result))
         frame["arm"] = [a.arm for a in self.result.arms]
         return frame.set_index("arm")
 
@@ -195,7 +195,7 @@ class Report:
         Returns:
             {figure name: PNG path}.
         """
-        from dlbench import comparison  # noqa: PLC0415
+        from dlbench import reporting  # noqa: PLC0415
         from dlbench import tracking as T  # noqa: PLC0415
 
         if self._plots is not None and folder is None:
@@ -203,26 +203,26 @@ class Report:
         out = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="dlbench-plots-"))
         out.mkdir(parents=True, exist_ok=True)
         tracker = T.Tracker(self.tracking_uri, self.experiment.name)
-        paths = comparison.plots(self.result, self.experiment, self.storage, tracker, out)
+        paths = reporting.plots(self.result, self.experiment, self.storage, tracker, out)
         found = {p.stem: p for p in paths}
         if folder is None:
             self._plots = found
         return found
 
     def to_markdown(self) -> str:
-        from dlbench import comparison  # noqa: PLC0415
+        from dlbench import reporting  # noqa: PLC0415
 
-        return comparison.format_report(self.result, "md")
+        return reporting.format_report(self.result, "md")
 
     def to_json(self) -> str:
         return self.result.to_json()
 
     def __str__(self) -> str:
-        from dlbench import comparison  # noqa: PLC0415
+        from dlbench import reporting  # noqa: PLC0415
 
         if self.result is None:
             return f"no comparison: {self.note}"
-        return comparison.format_report(self.result, "table")
+        return reporting.format_report(self.result, "table")
 
     def __repr__(self) -> str:
         if self.result is None:

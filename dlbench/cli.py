@@ -135,17 +135,17 @@ def cmd_run(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from dlbench import api, comparison
+    from dlbench import api, reporting
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    bad = [f for f in formats if f not in comparison.FORMATS]
+    bad = [f for f in formats if f not in reporting.FORMATS]
     if bad:
-        print(f"dlbench compare: unknown format {bad[0]!r}; choose from {', '.join(comparison.FORMATS)}",
+        print(f"dlbench compare: unknown format {bad[0]!r}; choose from {', '.join(reporting.FORMATS)}",
               file=sys.stderr)
         return 2
     report = api.compare(args.spec_or_name, storage=args.storage, tracking_uri=args.tracking_uri,
                          write=not args.no_log)
-    print("\n\n".join(comparison.format_report(report.result, f) for f in formats))
+    print("\n\n".join(reporting.format_report(report.result, f) for f in formats))
     return 0
 
 

@@ -1,12 +1,14 @@
-"""Comparison plots (matplotlib, PNG): learning curves, final-metric distributions, expected best vs trials, and
-the Pareto fronts of a multi-objective search.
+"""Comparison plots (matplotlib, PNG): learning curves, final-metric distributions, expected best vs trials, the
+Pareto fronts of a multi-objective search, and Optuna's plots of each arm's study.
 
-One colour per arm, the same in every plot; the baseline is marked in the legend. No pyplot global state.
+One colour per arm, the same in every plot; the baseline is marked in the legend. Our plots use no pyplot global
+state; Optuna's draw through pyplot, and each of their figures is closed once saved.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -158,3 +160,83 @@ def pareto_fronts(trials: Mapping[str, Sequence[Sequence[float]]], objectives: S
     fig.suptitle("Pareto fronts of the tuning trials\n(line: each arm's front; star: the configuration it repeated "
                  "over seeds, its best in the first metric)", fontsize=10)
     return _save(fig, path)
+
+
+# === Drawing a comparison's plots (reporting.plots reads the stores; these only draw) ===
+
+
+def draw(jobs: list) -> None:
+    """Draw the plots, half of them in a forked child where the platform has fork and this process has no deep
+    learning framework loaded.
+
+    Matplotlib draws on one core; for a large comparison the 7 PNGs took 3.6 s of `compare`'s 6 s
+    (bench/CHANGES.md). A child that fails leaves its plots to this process.
+    """
+    import sys
+
+    # A process that has trained (a single-worker run, the Python API) holds TensorFlow's or JAX's threads, and a
+    # forked copy of it can crash: draw everything here then.
+    framework = any(m in sys.modules for m in ("tensorflow", "jax"))
+    if len(jobs) < 2 or framework or "fork" not in multiprocessing.get_all_start_methods():
+        for _, job in jobs:
+            job()
+        return
+    theirs, mine = jobs[1::2], jobs[0::2]
+    child = multiprocessing.get_context("fork").Process(target=lambda: [job() for _, job in theirs], daemon=True)
+    child.start()
+    for _, job in mine:
+        job()
+    child.join()
+    for path, job in theirs:
+        if child.exitcode != 0 and not path.exists() and not path.with_suffix(".txt").exists():
+            job()
+
+
+def in_memory(study):
+    """A copy of a study in memory, so plots drawn in a forked process never share a database connection."""
+    import optuna
+
+    if study is None:
+        return None
+    copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    copy.add_trials(study.get_trials(deepcopy=False))
+    return copy
+
+
+# Optuna's plots of each arm's study: the search over time, which parameters mattered, and how the metric depends
+# on them (all parameters at once, pairs, one at a time). A plot that cannot be drawn (too few trials, a single
+# parameter for the contour) leaves a .txt saying why.
+OPTUNA_PLOTS = ("history", "importance", "parallel_coordinate", "contour", "slice")
+
+
+def optuna_plot(study, kind: str, title: str, path: Path, metric: str = "objective") -> None:
+    """One of Optuna's plots of a study; of a multi-objective study's first objective (`metric`)."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    fn = {"history": ovm.plot_optimization_history, "importance": ovm.plot_param_importances,
+          "parallel_coordinate": ovm.plot_parallel_coordinate, "contour": ovm.plot_contour,
+          "slice": ovm.plot_slice}[kind]
+    searched = {name for t in study.get_trials(deepcopy=False) for name in t.params}
+    if kind == "contour" and len(searched) < 2:  # Optuna would draw an empty frame
+        path.with_suffix(".txt").write_text(f"not available: a contour plot needs two searched parameters; this arm "
+                                            f"searches {len(searched)}\n")
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            target = {} if len(study.directions) == 1 else dict(target=lambda t: t.values[0], target_name=metric)
+            ax = fn(study, **target)
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.suptitle(title)
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()  # warns for a colour bar's axes, which it leaves as they are
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    except (ValueError, RuntimeError, ZeroDivisionError) as e:  # too few trials or parameters to plot
+        path.with_suffix(".txt").write_text(f"not available: {e}\n")

@@ -40,7 +40,7 @@ class Comparison:
     note: str
     margin: float = NAN  # the equivalence margin the TOST used (absolute, in the metric's units)
     p_tost: float = NAN  # Welch two one-sided tests of |diff| < margin (Schuirmann 1987); small = equivalent
-    mde: float = NAN  # the smallest |diff| a Welch test at these seeds detects with 80% power at alpha
+    detectable: float = NAN  # the smallest |diff| a Welch test at these seeds detects with 80% power at alpha
 
 
 def _clean(values: Sequence[float]) -> np.ndarray:

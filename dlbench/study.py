@@ -271,7 +271,7 @@ def _worker_main(exp: Experiment, settings: Settings, worker: int, threads: int,
 
 
 def run(exp: Experiment, settings: Settings) -> None:
-    """Tune every arm and repeat the best configurations (`comparison.report` then reads the results).
+    """Tune every arm and repeat the best configurations (`reporting.report` then reads the results).
 
     With `settings.workers > 1` or GPUs to place workers on, that many processes share the work (each with its
     share of CPU threads, and its own GPU); this process then only shows progress. Re-running resumes where the
