@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 ## Run the test suite on 2 test processes (slow reproductions excluded; see `make reproduce`).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2
 
 ## The fast unit tier (about 1.5 minutes on 2 test processes): everything but the end-to-end runs and the slow reproductions.
 unit: $(STAMP)

@@ -3,7 +3,7 @@
 The target (val_accuracy >= 0.99 on the fixed digits split) is only meaningful if a good configuration reaches it
 reliably and a random one rarely does. Trains the good configuration with --seeds seeds and --random random
 configurations from the search space (30 epochs, best epoch's val_accuracy), and reports how many reach it.
-Run: python bench/calibrate.py [--seeds 3] [--random 12]
+Run: python bench/calibrate.py [--seeds 3] [--random 12]   (docs/benchmarks.md: --seeds 5 --random 150)
 """
 
 from __future__ import annotations

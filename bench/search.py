@@ -39,16 +39,30 @@ class Watch:
     def __init__(self, method: str, seed: int, cap: float):
         self.method, self.seed, self.cap = method, seed, cap
         self.trials = self.epochs = 0
+        self.study = None  # the method's Optuna study, if it has one: how its trials ended is reported too
         self.start = time.perf_counter()
         self.lock = threading.Lock()
         threading.Thread(target=self._deadline, daemon=True).start()
 
     def _finish(self, reached: bool) -> None:
         with self.lock:
-            print(json.dumps({"method": self.method, "seed": self.seed, "reached": reached,
-                              "seconds": time.perf_counter() - self.start, "trials": self.trials,
-                              "epochs": self.epochs}), flush=True)
+            seconds = time.perf_counter() - self.start
+            print(json.dumps({"method": self.method, "seed": self.seed, "reached": reached, "seconds": seconds,
+                              "trials": self.trials, "epochs": self.epochs, **self._study_summary()}), flush=True)
             os._exit(0)  # stop every library mid-flight: what happens after the target is not measured
+
+    def _study_summary(self) -> dict:
+        """How the study's trials ended: the epochs each pruned trial ran before it was stopped."""
+        if self.study is None:
+            return {}
+        try:
+            from optuna.trial import TrialState
+
+            trials = self.study.get_trials(deepcopy=False)
+            return {"complete": sum(t.state == TrialState.COMPLETE for t in trials),
+                    "pruned_at": sorted(len(t.intermediate_values) for t in trials if t.state == TrialState.PRUNED)}
+        except Exception as e:  # noqa: BLE001 - a summary must never cost the measurement
+            return {"summary_error": str(e)}
 
     def _deadline(self) -> None:
         time.sleep(self.cap)
@@ -151,6 +165,7 @@ def run_dlbench(data, seed: int, cap: float, folder: str, variant: str | None = 
                                   progress=False)
     watch = Watch("dlbench" + (f":{variant}" if variant else ""), seed, cap)
     worker = study.Worker(exp, run_settings, progress=WatchProgress(enabled=False))
+    watch.study = worker.studies[exp.arms[0].name]
     worker.tune(exp.arms[0])
     watch._finish(False)
 
@@ -189,6 +204,7 @@ def run_optuna_mlflow(data, seed: int, cap: float, folder: str) -> None:
     mlflow.set_experiment("hand-rolled")
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner(), storage=f"sqlite:///{folder}/optuna.db")
+    watch.study = study
 
     def objective(trial):
         p = {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-2, log=True),
@@ -305,6 +321,17 @@ def run(seeds: int = 3, cap: float = 120.0, methods=METHODS, progress=print) -> 
         med_s = f"{med:.0f}" if reached > len(rs) / 2 else f">{cap:.0f}" if reached == 0 else f"~{med:.0f}"
         lines.append(f"| {m} | {reached}/{len(rs)} | {times} | {med_s} | {', '.join(str(r['trials']) for r in rs)} "
                      f"| {median([r['trials'] for r in rs]):.0f} | {median([r['epochs'] for r in rs]):.0f} |")
+    pruned = {m: [e for r in rs for e in r.get("pruned_at", [])] for m, rs in results.items() if any("pruned_at" in r
+                                                                                                  for r in rs)}
+    if pruned:
+        lines += ["", "How the trials of the Optuna-based methods ended (all seeds pooled; a pruned trial's epochs are "
+                  "those it trained before it was stopped):", ""]
+        for m, eps in pruned.items():
+            complete = sum(r.get("complete", 0) for r in results[m])
+            dist = (f"stopped after a median of {median(eps):.0f} epochs (quartiles {sorted(eps)[len(eps) // 4]}-"
+                    f"{sorted(eps)[3 * len(eps) // 4]}), {sum(e <= 4 for e in eps)} of them within 4 epochs"
+                    if eps else "none pruned")
+            lines.append(f"- {m}: {complete} trials ran all {MAX_EPOCHS} epochs; pruned: {len(eps)}, {dist}")
     if "dlbench" in results:
         lines += ["", "Per-seed ratios, dlbench (today's defaults) / other, as medians over the seeds with a 95% "
                   "percentile-bootstrap CI (10,000 resamples of the seeds). A censored run counts at the cap, so a "
