@@ -324,7 +324,7 @@ def child_workers(job: dict) -> dict:
     study._worker_main = _tuning_worker  # spawned by study.run with the placement environment of --gpus
     with Sampler(None if job["smoke"] else chosen[0]) as sampler, Clock() as c:
         study.run(exp, settings)
-    s = optuna.load_study(study_name=study.study_name(exp, exp.arms[0].name), storage=storage.open_storage(
+    s = optuna.load_study(study_name=exp.study_name(exp.arms[0].name), storage=storage.open_storage(
         settings.storage))
     done = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(done) != sizes["trials"]:

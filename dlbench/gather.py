@@ -93,7 +93,8 @@ def resolve(spec_or_name: str, tracking_uri: str) -> Experiment:
         if exp is None:
             return ran
         if ran.spec_hash == exp.spec_hash:
-            return dataclasses.replace(ran, description=exp.description, reference=_ran_arms_only(exp.reference, ran))
+            return dataclasses.replace(ran, description=exp.description,
+                                       reference=spec.for_arms(exp.reference, ran.arm_names))
     if exp is not None:
         if stored is None:
             raise SpecError(path, "name", f"experiment {name!r} has no finished seed repeats yet in "
@@ -112,10 +113,3 @@ def _with_sources(exp: Experiment) -> Experiment:
         return plugins.attach(exp)
     except SpecError:
         return exp
-
-
-def _ran_arms_only(reference, ran: Experiment):
-    """`reference` with published results only for the arms that ran (a run with --arms ran fewer)."""
-    if reference is None:
-        return None
-    return dataclasses.replace(reference, results={k: v for k, v in reference.results.items() if k in ran.arm_names})

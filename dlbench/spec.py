@@ -524,11 +524,16 @@ def with_overrides(exp: Experiment, *, trials: int | None = None, epochs: int | 
         selected = tuple(a for a in exp.arms if a.name in arms)
         if baseline not in arms:
             baseline = selected[0].name
-    reference = exp.reference
-    if reference is not None and arms:  # published values of arms that do not run are not compared
-        reference = dataclasses.replace(reference, results={k: v for k, v in reference.results.items() if k in arms})
+    reference = for_arms(exp.reference, [a.name for a in selected]) if arms else exp.reference
     return dataclasses.replace(exp, budget=budget, seeds=seeds or exp.seeds, arms=selected, baseline=baseline,
                                name=name or exp.name, reference=reference)
+
+
+def for_arms(reference: Reference | None, arms) -> Reference | None:
+    """`reference` with published results only for `arms`: those of arms that did not run are not compared."""
+    if reference is None:
+        return None
+    return dataclasses.replace(reference, results={k: v for k, v in reference.results.items() if k in arms})
 
 
 def to_raw(exp: Experiment) -> dict[str, Any]:

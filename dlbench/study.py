@@ -27,7 +27,7 @@ from dlbench.progress import Progress, quiet_libraries
 from dlbench.spec import Arm, Experiment, SpecError
 from dlbench.units import Trainer, Unit
 
-__all__ = ["RunError", "Settings", "Worker", "open_study", "run", "study_name"]
+__all__ = ["RunError", "Settings", "Worker", "best_trial", "open_study", "run"]
 
 TRIAL_SEED_OFFSET = 1000  # trial n trains with seed 1000 + n; repeat s with seed s: repeats never reuse a tuning seed
 
@@ -43,15 +43,11 @@ class Settings:
     checkpoints: str | None = None  # folder; None: checkpoints.default_root(storage)
 
 
-def study_name(exp: Experiment, arm: str) -> str:
-    return exp.study_name(arm)
-
-
 def open_study(exp: Experiment, arm: str, storage, worker: int = 0) -> optuna.Study:
     """Create or load the arm's study; refuse one that was made from a different version of the spec."""
     s = search.sampler_settings(exp)
     sampler = search.sampler(exp, search.seed(exp.name, arm, worker), exp.arm(arm), spaces.int_params(exp, exp.arm(arm)))
-    study = optuna.create_study(storage=storage, study_name=study_name(exp, arm), sampler=sampler,
+    study = optuna.create_study(storage=storage, study_name=exp.study_name(arm), sampler=sampler,
                                 pruner=search.pruner(exp), directions=spaces.directions(exp), load_if_exists=True)
     stored = study.user_attrs.get("spec_hash")
     if stored is None:
@@ -103,7 +99,7 @@ class Worker:
             if found:
                 return found[0].info.run_id
             return self.tracker.create_run(arm, {**self.tags, T.TAG_ROLE: T.ROLE_ARM, T.TAG_ARM: arm,
-                                                 T.TAG_STUDY: study_name(self.exp, arm)})
+                                                 T.TAG_STUDY: self.exp.study_name(arm)})
 
     def _run(self, name: str, role_tags: dict, parent: str, params: spaces.Params, seed: int) -> str:
         tags = {**self.tags, **role_tags, T.TAG_STATE: T.STATE_RUNNING}
@@ -237,12 +233,7 @@ def config_hash(values: dict[str, Any]) -> str:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The trial whose configuration the arm repeats (search.best_trial): Optuna's best trial for one objective."""
-    if len(study.directions) == 1:
-        try:
-            return study.best_trial
-        except ValueError:
-            return None
+    """The trial whose configuration the arm repeats, by the rule the comparison reports (search.best_trial)."""
     return search.best_trial(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), study.directions)
 
 
@@ -324,7 +315,7 @@ def _watch(exp: Experiment, opened, workers: list, progress: Progress) -> None:
         time.sleep(1.0)
         done = 0
         for arm in exp.arms:
-            s = optuna.load_study(study_name=study_name(exp, arm.name), storage=opened)
+            s = optuna.load_study(study_name=exp.study_name(arm.name), storage=opened)
             done += len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
         for _ in range(max(0, min(done, total) - seen)):
             progress.done(None)
