@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, get_type_hints
 
 import pydantic
 
 PRUNERS = ("hyperband", "median", "none")
 Scalar = bool | int | float | str
+Pruner = Literal["hyperband", "successive_halving", "median", "percentile", "none"]
+Sampler = Literal["tpe", "random", "grid", "gp", "cmaes", "qmc"]
 
 
 class SpecError(ValueError):
@@ -34,6 +37,71 @@ class SpecWarning(UserWarning):
     def __init__(self, path: str | Path, field: str, message: str):
         self.path, self.field, self.message = str(path), field, message
         super().__init__(f"{self.path}: field `{field}`: {message}")
+
+
+# === The schema: each section of a spec is declared once, as the frozen dataclass the code uses ===
+#
+# A field's type is also the type of its key in the file, unless its metadata (`_key`) gives the file's form:
+# `toml` (the type a file writes, e.g. a table of arms for a tuple of Arm), `file_default` (when the file may leave
+# out what the dataclass requires), `to_toml` (how `to_raw` writes the value back), `in_file=False` (set by the
+# code, never by a file). `_table` derives the strict pydantic model that checks a section's structure and types
+# from those fields, and `to_raw` writes every section back through the same fields: a new key is one line.
+
+
+def _key(toml: Any = None, *, file_default: Any = dataclasses.MISSING, to_toml=None, in_file: bool = True,
+         omit_empty: bool = False, **field_kw) -> Any:
+    """A dataclass field with its spec-file form (see above); `omit_empty`: `to_raw` leaves an empty value out."""
+    meta = {"toml": toml, "to_toml": to_toml, "in_file": in_file, "omit_empty": omit_empty}
+    if file_default is not dataclasses.MISSING:
+        meta["file_default"] = file_default
+    return dataclasses.field(metadata=meta, **field_kw)
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+
+@functools.cache
+def _table(cls: type) -> type[pydantic.BaseModel]:
+    """The strict pydantic model of a section's keys in the file, derived from its dataclass."""
+    hints = get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("in_file", True):
+            continue
+        if "file_default" in f.metadata:
+            default = f.metadata["file_default"]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = ...
+        fields[f.name] = (f.metadata.get("toml") or hints[f.name], default)
+    return pydantic.create_model(f"_{cls.__name__}Table", __base__=_Strict, **fields)
+
+
+def _from_table(cls: type, table: pydantic.BaseModel, **typed: Any) -> Any:
+    """A section's dataclass from its checked table; `typed` gives the fields whose form differs in the file."""
+    return cls(**{**dict(table), **typed})
+
+
+def _toml(v: Any) -> Any:
+    """A value in its spec-file form: sections through their fields' `to_toml` (unset None values and, where the
+    field says so, empty values left out), mappings as tables, tuples as lists."""
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        out = {}
+        for f in dataclasses.fields(v):
+            x = getattr(v, f.name)
+            if not f.metadata.get("in_file", True) or x is None or (f.metadata.get("omit_empty") and not x):
+                continue
+            out[f.name] = f.metadata["to_toml"](x) if f.metadata.get("to_toml") else _toml(x)
+        return out
+    if isinstance(v, Mapping):
+        return {k: _toml(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return [_toml(x) for x in v]
+    return v
 
 
 # === Parameter values ===
@@ -79,10 +147,21 @@ class Arm:
     model: str | None = None  # the arm's own model builder (`model = "cnn"` in its table); None: the experiment's
 
 
+def _arms_toml(arms: tuple[Arm, ...]) -> dict[str, Any]:
+    return {a.name: {**({"model": a.model} if a.model else {}), **_toml(a.params)} for a in arms}
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetRef:
     name: str
     options: Mapping[str, Scalar]
+
+
+class _DatasetTable(pydantic.BaseModel):
+    """`dataset = { name = "...", <option> = <scalar>, ... }`: the options are the table's other keys."""
+
+    model_config = pydantic.ConfigDict(extra="allow", strict=True)
+    name: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +169,9 @@ class Reference:
     source: str
     claim: str
     # Optional published numbers per arm and what they measure, e.g. {"sigmoid": 2.21, "tanh": 1.76}.
-    results: Mapping[str, float]
-    results_metric: str | None
-    lower_is_better: bool | None
+    results: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    results_metric: str | None = None
+    lower_is_better: bool | None = None
     # Relative tolerance within which our mean should match `results` (when they are in our compared metric).
     tolerance: float | None = None
 
@@ -102,31 +181,32 @@ class Experiment:
     """A validated ablation: every arm is tuned under the same budget, then repeated over seeds."""
 
     name: str
-    description: str
-    path: str
-    dataset: DatasetRef
+    description: str = _key(file_default="")
+    path: str = _key(in_file=False)  # the file it was read from
+    dataset: DatasetRef = _key(str | _DatasetTable, to_toml=lambda d: {"name": d.name, **d.options})
     model: str
-    metric: str
+    metric: str = _key(str | None, file_default=None)  # with `metrics`, may be left out (it is their first)
     baseline: str
-    seeds: int
-    budget: Budget
-    pruner: str
-    fixed: Mapping[str, Value]
-    search: Mapping[str, Value]
-    arms: tuple[Arm, ...]
-    reference: Reference | None
-    save_models: str = "repeats"  # "repeats": each seed repeat's final model is an artifact of its run; "none"
+    seeds: int = _key(file_default=5)
+    budget: Budget = _key(_table(Budget))
+    pruner: str = _key(Pruner, file_default="hyperband")
+    fixed: Mapping[str, Value] = _key(dict[str, Any], file_default={})
+    search: Mapping[str, Value] = _key(dict[str, Any], file_default={})
+    arms: tuple[Arm, ...] = _key(dict[str, dict[str, Any]], to_toml=_arms_toml)
+    reference: Reference | None = _key(_table(Reference) | None, file_default=None)
+    # "repeats": each seed repeat's final model is an artifact of its run; "none"
+    save_models: str = _key(Literal["none", "repeats"], default="repeats")
     # ("model:<name>" | "dataset:<name>", sha256 of the plugin's source) for every plugin the experiment uses,
     # filled by plugins.attach and stored with the run; part of the spec hash. Empty for built-ins only.
-    sources: tuple[tuple[str, str], ...] = ()
-    sampler: str = "tpe"  # Optuna sampler of every arm's study (search.SAMPLERS)
+    sources: tuple[tuple[str, str], ...] = _key(in_file=False, default=())
+    sampler: str = _key(Sampler, default="tpe")  # Optuna sampler of every arm's study (search.SAMPLERS)
     # Differences smaller than this (absolute, in the compared metric) count as none: an arm whose difference
     # test fails and whose equivalence test (TOST) within ±margin succeeds is "equivalent". None: the default of
     # comparison.equivalence_margin (0.01 for accuracies, 5% of the baseline's mean for losses and errors).
     equivalence_margin: float | None = None
     # Multi-objective search: every objective of each trial, `metric` first (the one compared across arms and the
     # one that picks each arm's configuration to repeat); empty for a single objective (`metric`).
-    metrics: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = _key(list[str] | None, file_default=None, omit_empty=True, default=())
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -197,53 +277,10 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _EXP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class _Strict(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
-
-
-class _BudgetModel(_Strict):
-    trials: int
-    epochs: int
-
-
-class _DatasetModel(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="allow", strict=True)
-    name: str
-
-
-class _ReferenceModel(_Strict):
-    source: str
-    claim: str
-    results: dict[str, float | int] = {}
-    results_metric: str | None = None
-    lower_is_better: bool | None = None
-    tolerance: float | int | None = None
-
-
-class _SpecModel(_Strict):
-    name: str
-    description: str = ""
-    dataset: str | _DatasetModel
-    model: str
-    metric: str | None = None
-    metrics: list[str] | None = None
-    baseline: str
-    seeds: int = 5
-    budget: _BudgetModel
-    pruner: Literal["hyperband", "successive_halving", "median", "percentile", "none"] = "hyperband"
-    sampler: Literal["tpe", "random", "grid", "gp", "cmaes", "qmc"] = "tpe"
-    equivalence_margin: float | None = None
-    save_models: Literal["none", "repeats"] = "repeats"
-    fixed: dict[str, Any] = {}
-    search: dict[str, Any] = {}
-    arms: dict[str, dict[str, Any]]
-    reference: _ReferenceModel | None = None
-
-
 _ALLOWED = {
-    "": sorted(_SpecModel.model_fields),
-    "budget": sorted(_BudgetModel.model_fields),
-    "reference": sorted(_ReferenceModel.model_fields),
+    "": sorted(_table(Experiment).model_fields),
+    "budget": sorted(_table(Budget).model_fields),
+    "reference": sorted(_table(Reference).model_fields),
 }
 
 _TOML_TYPES = {
@@ -257,7 +294,7 @@ _TOML_TYPES = {
 
 
 def _pydantic_message(path: str | Path, err: dict) -> SpecError:
-    loc = [str(p) for p in err["loc"] if not str(p).startswith(("str", "_DatasetModel", "function"))]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("str", "_DatasetTable", "function"))]
     field = ".".join(loc) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -350,7 +387,7 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
     if not (isinstance(sources, dict) and all(isinstance(v, str) for v in sources.values())):
         raise SpecError(path, "sources", f"the plugin digests stored with a run (key -> sha256); got {sources!r}")
     try:
-        m = _SpecModel.model_validate(raw)
+        m = _table(Experiment).model_validate(raw)
     except pydantic.ValidationError as e:
         raise _pydantic_message(path, e.errors()[0]) from None
 
@@ -363,9 +400,7 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
     if m.budget.epochs < 1:
         raise SpecError(path, "budget.epochs", f"must be at least 1; got {m.budget.epochs}")
     metric, metrics, pruner = _objectives(path, m, explicit_pruner="pruner" in raw)
-    margin = m.equivalence_margin
-    if isinstance(margin, int) and not isinstance(margin, bool):
-        margin = float(margin)
+    margin = m.equivalence_margin  # strict pydantic: a number (an integer arrives as a float), never a string
     if margin is not None and not (math.isfinite(margin) and margin > 0):
         raise SpecError(path, "equivalence_margin", f"must be a number > 0 in the compared metric's units (e.g. 0.01 "
                         f"for one point of accuracy); got {margin!r}")
@@ -421,19 +456,18 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
                 raise SpecError(path, "reference.tolerance", f"checks our {compared} against `results`, so it needs "
                                 f"`results` per arm and results_metric = {compared!r}; got results_metric = "
                                 f"{r.results_metric!r}")
-        reference = Reference(r.source, r.claim, {k: float(v) for k, v in r.results.items()}, r.results_metric,
-                              r.lower_is_better, float(r.tolerance) if r.tolerance is not None else None)
+        reference = _from_table(Reference, r)
 
     return Experiment(
         name=m.name, description=m.description, path=str(path), dataset=dataset, model=m.model, metric=metric,
-        baseline=m.baseline, seeds=m.seeds, budget=Budget(m.budget.trials, m.budget.epochs), pruner=pruner,
+        baseline=m.baseline, seeds=m.seeds, budget=_from_table(Budget, m.budget), pruner=pruner,
         fixed=fixed, search=search, arms=tuple(arms), reference=reference, save_models=m.save_models,
         sources=tuple(sorted(sources.items())), sampler=m.sampler, equivalence_margin=margin,
         metrics=metrics,
     )
 
 
-def _objectives(path, m: _SpecModel, explicit_pruner: bool) -> tuple[str, tuple[str, ...], str]:
+def _objectives(path, m: pydantic.BaseModel, explicit_pruner: bool) -> tuple[str, tuple[str, ...], str]:
     """(metric, metrics, pruner) from `metric` and/or `metrics`: a list of two or more makes the search
     multi-objective, which Optuna cannot prune (so the pruner is "none", and any other is refused)."""
     if m.metrics is None:
@@ -538,35 +572,7 @@ def for_arms(reference: Reference | None, arms) -> Reference | None:
 
 def to_raw(exp: Experiment) -> dict[str, Any]:
     """The experiment as a spec mapping (what `parse` reads), e.g. to store beside its results."""
-
-    def raw(v: Value) -> Any:
-        if isinstance(v, Range):
-            return {"low": v.low, "high": v.high, "log": v.log, **({"step": v.step} if v.step is not None else {})}
-        if isinstance(v, Choice):
-            return {"choices": list(v.choices)}
-        return v
-
-    out: dict[str, Any] = {
-        "name": exp.name, "description": exp.description, "dataset": {"name": exp.dataset.name, **exp.dataset.options},
-        "model": exp.model, "metric": exp.metric, **({"metrics": list(exp.metrics)} if exp.metrics else {}),
-        "baseline": exp.baseline, "seeds": exp.seeds,
-        "budget": {"trials": exp.budget.trials, "epochs": exp.budget.epochs}, "pruner": exp.pruner,
-        "sampler": exp.sampler,
-        **({"equivalence_margin": exp.equivalence_margin} if exp.equivalence_margin is not None else {}),
-        "save_models": exp.save_models,
-        "fixed": {k: raw(v) for k, v in exp.fixed.items()}, "search": {k: raw(v) for k, v in exp.search.items()},
-        "arms": {a.name: {**({"model": a.model} if a.model else {}), **{k: raw(v) for k, v in a.params.items()}}
-                 for a in exp.arms},
-    }
-    if exp.sources:
+    out = _toml(exp)
+    if exp.sources:  # the plugin digests travel with a stored spec (parse reads them back), never in a file
         out["sources"] = dict(exp.sources)
-    if exp.reference is not None:
-        r = exp.reference
-        out["reference"] = {"source": r.source, "claim": r.claim, "results": dict(r.results)}
-        if r.results_metric is not None:
-            out["reference"]["results_metric"] = r.results_metric
-        if r.lower_is_better is not None:
-            out["reference"]["lower_is_better"] = r.lower_is_better
-        if r.tolerance is not None:
-            out["reference"]["tolerance"] = r.tolerance
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SPECS, write_spec
+from conftest import ROOT, SPECS, write_spec
 from dlbench import cli, models, spaces, spec
 from dlbench.spec import Choice, Range, SpecError
 
@@ -265,3 +265,36 @@ def test_set_overrides_any_spec_value_and_renames_the_variant(tmp_path, capsys):
                               ("budget.epochz=3", "budget.epochz", "unknown key")]:
         rc, err = _run(capsys, tmp_path, GOOD, "--set", bad)
         assert rc == 2 and f"field `{field}`" in err and words in err, err
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").rglob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_spec_survives_storing(path):
+    # One schema: to_raw writes each section back through the fields parse reads, so a stored spec parses to the
+    # same Experiment (what compare and resumed runs read from MLflow).
+    exp = spec.load(path)
+    assert spec.parse(spec.to_raw(exp), exp.path) == exp
+
+
+def test_every_key_of_the_file_is_one_field_of_its_section():
+    # The keys a file may write are the fields of the dataclasses (less those the code sets), nothing else.
+    import dataclasses
+
+    def keys(cls):
+        return sorted(f.name for f in dataclasses.fields(cls) if f.metadata.get("in_file", True))
+
+    assert spec._ALLOWED == {"": keys(spec.Experiment), "budget": keys(spec.Budget),
+                             "reference": keys(spec.Reference)}
+    assert "path" not in spec._ALLOWED[""] and "sources" not in spec._ALLOWED[""]
+    full = {"name": "x", "description": "d", "dataset": {"name": "digits", "train_size": 300}, "model": "mlp",
+            "metrics": ["val_accuracy", "params_count"], "metric": "val_accuracy", "baseline": "a", "seeds": 3,
+            "budget": {"trials": 2, "epochs": 3}, "pruner": "none", "sampler": "qmc", "equivalence_margin": 0.02,
+            "save_models": "none", "fixed": {"width": 8}, "search": {"learning_rate": {"low": 1e-3, "high": 1e-1,
+                                                                                       "log": True}},
+            "arms": {"a": {"activation": "relu"}, "b": {"model": "logistic", "dropout": {"choices": [0.0, 0.5]}}},
+            "reference": {"source": "s", "claim": "c", "results": {"a": 1}, "results_metric": "test_accuracy",
+                          "lower_is_better": False, "tolerance": 0.1}}
+    exp = spec.parse(full, "full.toml")
+    assert exp.reference.results == {"a": 1.0} and isinstance(exp.reference.results["a"], float)
+    assert spec.to_raw(exp) == {**full, "search": {"learning_rate": {"low": 1e-3, "high": 1e-1, "log": True}}}
+    assert spec.parse(spec.to_raw(exp), "full.toml") == exp
