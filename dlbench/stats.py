@@ -178,8 +178,12 @@ def compare(arm: Sequence[float], base: Sequence[float], *, higher_is_better: bo
         p_rank = float(st.mannwhitneyu(a, b, alternative="two-sided").pvalue)
     if len(pairs) >= 2:
         d = np.array([x - y for x, y in pairs])
-        p_paired = (1.0 if d.mean() == 0 else NAN) if np.allclose(d, d[0], rtol=1e-12, atol=1e-15) else float(
-            st.ttest_rel([x for x, _ in pairs], [y for _, y in pairs]).pvalue)
+        if np.allclose(d, d[0], rtol=1e-12, atol=1e-15):  # scipy would print p ~ 0 for a difference of zero spread
+            p_paired = 1.0 if d.mean() == 0 else NAN
+            if d.mean() != 0:
+                notes.append(f"every matched seed differs by the same {d[0]:+.4g}: paired test undefined")
+        else:
+            p_paired = float(st.ttest_rel([x for x, _ in pairs], [y for _, y in pairs]).pvalue)
     else:
         p_paired = NAN
         notes.append("fewer than 2 matched seeds: no paired test")

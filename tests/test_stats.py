@@ -56,6 +56,14 @@ def test_too_few_repeats_and_zero_variance():
     assert z.p_welch == 1.0 and "zero variance" in z.note
 
 
+def test_paired_test_with_identical_differences_is_undefined_not_tiny():
+    # Every seed 0.01 better: zero spread of the differences; a t statistic would be infinite, p printed as < 0.0001.
+    c = stats.compare([0.91, 0.93, 0.95], [0.90, 0.92, 0.94])
+    assert math.isnan(c.p_paired) and "paired test undefined" in c.note
+    assert c.p_welch == pytest.approx(st.ttest_ind([0.91, 0.93, 0.95], [0.90, 0.92, 0.94], equal_var=False).pvalue)
+    assert stats.compare([0.9, 0.8], [0.9, 0.8]).p_paired == 1.0
+
+
 def test_one_arm_with_identical_values_is_tested_without_warnings():
     # Every seed of an arm can score the same test accuracy (a float32 value); Welch's test is still defined.
     import warnings
