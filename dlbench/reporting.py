@@ -195,16 +195,31 @@ def _markdown(report: Report) -> str:
              "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in body]
     lines += ["", *_footer(report), "", "## Best configuration per arm", ""]
+    fronts = _fronts(report)
     for a in report.arms:
-        front = ""
-        if report.objectives and a.trial_objectives:
-            from dlbench.plots import pareto_front  # noqa: PLC0415
-
-            up = [direction(m) == "maximize" for m in report.objectives]
-            front = f"; {len(pareto_front(a.trial_objectives, up))} of {len(a.trial_objectives)} trials on the Pareto front"
+        front = (f"; {len(fronts[a.arm])} of {len(a.trial_objectives)} trials on the Pareto front"
+                 if a.arm in fronts else "")
         lines.append(f"- **{a.arm}**: best trial {_f(a.best_trial)} with {a.best_params}; "
                      f"tuning time {a.tuning_seconds:.0f} s{front}")
+    if fronts:
+        lines += ["", "## Pareto fronts of the tuning trials", "",
+                  f"Each arm's trials that no other trial of the arm beats in every objective, by "
+                  f"{report.objectives[-1]} (pareto_front.png draws them):", ""]
+        for arm, points in fronts.items():
+            lines.append(f"- **{arm}**: " + "; ".join(
+                ", ".join(f"{m} {v:.4g}" for m, v in zip(report.objectives, p)) for p in points))
     return "\n".join(lines) + "\n"
+
+
+def _fronts(report: Report) -> dict[str, list[list[float]]]:
+    """Each arm's Pareto front over the objectives of a multi-objective search, sorted by the last objective."""
+    if not report.objectives:
+        return {}
+    from dlbench.plots import pareto_front  # noqa: PLC0415
+
+    up = [direction(m) == "maximize" for m in report.objectives]
+    return {a.arm: sorted((a.trial_objectives[i] for i in pareto_front(a.trial_objectives, up)),
+                          key=lambda p: p[-1]) for a in report.arms if a.trial_objectives}
 
 
 # === Plots and the comparison run ===

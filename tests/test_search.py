@@ -190,3 +190,12 @@ def test_a_multi_objective_run_repeats_each_arms_best_in_metric_and_draws_its_pa
     assert "multi-objective search over val_accuracy, params_count" in report.result.budget_note
     figures = report.plots(tmp_path / "figures")
     assert "pareto_front" in figures and figures["pareto_front"].stat().st_size > 10_000
+    # The markdown lists each arm's front: exactly its non-dominated trials, cheapest last objective first.
+    md = report.to_markdown()
+    section = md.split("## Pareto fronts of the tuning trials")[1]
+    for a in report.result.arms:
+        line = next(x for x in section.splitlines() if x.startswith(f"- **{a.arm}**: "))
+        front = sorted((a.trial_objectives[i] for i in pareto_front(a.trial_objectives, [True, False])),
+                       key=lambda p: p[1])
+        assert line.count("val_accuracy") == len(front)
+        assert line.split(": ", 1)[1].split("; ")[0] == f"val_accuracy {front[0][0]:.4g}, params_count {front[0][1]:.4g}"
