@@ -36,7 +36,7 @@ reproduce: $(STAMP)
 	  echo "Command: \`make reproduce\` on $$(date -u +%Y-%m-%d), $$(nproc) CPU cores, $$($(BIN)/python -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("tensorflow", "keras", "optuna", "mlflow")))')."; \
 	  echo "What the numbers mean and why a direction did or did not reproduce: docs/findings.md."; echo; \
 	  echo '```'; tail -n 3 docs/.reproduce.log; echo '```'; \
-	  for f in docs/reproductions/*.md; do echo; sed 's/^# /## /; s/^## Best/### Best/' $$f; done; } > docs/reproductions.md; \
+	  for f in docs/reproductions/*.md; do echo; sed 's/^## /### /; s/^# /## /' $$f; done; } > docs/reproductions.md; \
 	rm -f docs/.reproduce.log; exit $$rc
 
 ## The benchmark suite (bench/, about 40 minutes on 2 cores); rewrites docs/benchmarks.md.
