@@ -29,7 +29,7 @@ def _run(capsys, tmp_path, text: str, *extra: str) -> tuple[int, str]:
         (("name = \"spirals\"", "name = \"nosuchdata\""), "dataset",
          "known datasets: adding, cifar10, copy_memory, digits, fashion_mnist, mnist, mnist1d, mnist5k, retrieve, "
          "reverse, sort, spirals"),
-        (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: autoencoder, cnn, inception"),
+        (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: autoencoder, cnn, conv_autoencoder, inception"),
         (("model = \"mlp\"", "model = \"cnn\""), "dataset", "cnn needs images (height, width, channels) or sequences"),
         (("[arms.relu]\nactivation = \"relu\"", "[arms.relu]"), "arms.relu", "empty arm"),
         (("[arms.relu]", "[arms.tanh]"), "arms.tanh", "declared twice"),

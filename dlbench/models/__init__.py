@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from dlbench.models import (applications, autoencoder, cnn, inception, linear, mlp, mobilenet, resnet, rnn, tcn,
-                            transformer, vgg)
+from dlbench.models import (applications, autoencoder, cnn, conv_autoencoder, inception, linear, mlp, mobilenet,
+                            resnet, rnn, tcn, transformer, vgg)
 
 __all__ = ["Entry", "get", "names", "register"]
 
@@ -66,6 +66,9 @@ def register(entry: Entry, replace: bool = False) -> None:
 register(Entry("mlp", mlp.build, mlp.HParams, mlp.DESCRIPTION))
 register(Entry("autoencoder", autoencoder.build, autoencoder.HParams, autoencoder.DESCRIPTION,
                 task="reconstruction", loss=lambda hp: hp.loss, tasks=("classification", "tagging", "regression")))
+register(Entry("conv_autoencoder", conv_autoencoder.build, conv_autoencoder.HParams, conv_autoencoder.DESCRIPTION,
+                task="reconstruction", loss=lambda hp: hp.loss, tasks=("classification", "tagging", "regression"),
+                accepts=conv_autoencoder.accepts))
 register(Entry("logistic", linear.build_logistic, linear.LogisticHParams, linear.LOGISTIC_DESCRIPTION,
                 tasks=("classification",)))
 register(Entry("perceptron", linear.build_perceptron, linear.PerceptronHParams, linear.PERCEPTRON_DESCRIPTION,
