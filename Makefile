@@ -39,7 +39,7 @@ reproduce: $(STAMP)
 	  for f in docs/reproductions/*.md; do echo; sed 's/^## /### /; s/^# /## /' $$f; done; } > docs/reproductions.md; \
 	rm -f docs/.reproduce.log; exit $$rc
 
-## The benchmark suite (bench/, about 40 minutes on 2 cores); rewrites docs/benchmarks.md.
+## The benchmark suite (bench/, about 2 hours on 2 cores, 90 minutes of it the search benchmark); rewrites docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/run_all.py

@@ -1,4 +1,5 @@
-"""Shared setup for the benchmarks: the fixed problem (digits MLP search), timing helpers and the report header."""
+"""Shared setup for the benchmarks: the search problem (MNIST-1D MLP), the fixed configuration (digits MLP), timing
+helpers and the report header."""
 
 from __future__ import annotations
 
@@ -14,15 +15,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-TARGET = 0.99  # val_accuracy on the fixed digits split
+# The search problem (bench/search.py, bench/calibrate.py): an MLP on MNIST-1D's fixed 3000/1000/1000 split, 30 epochs
+# per trial, target val_accuracy >= 0.675. Calibrated (docs/benchmarks.md): the good configuration below reaches it
+# in most seeds, a random configuration of the search space rarely (under 2%).
+SEARCH_DATASET = "mnist1d"
+TARGET = 0.675
 MAX_EPOCHS = 30
-# The calibrated good configuration (reaches 0.990-0.997 val_accuracy on this split).
+SEARCH_GOOD = {"learning_rate": 1e-3, "width": 256, "depth": 4, "dropout": 0.1, "activation": "relu", "batch_size": 32}
+# The fixed good configuration of the overhead benchmarks (digits MLP; reaches 0.98-0.99 val_accuracy).
 GOOD = {"learning_rate": 3e-3, "width": 256, "depth": 2, "dropout": 0.1, "activation": "relu", "batch_size": 32}
 
 SEARCH_SPEC = f"""
 name = "{{name}}"
-description = "benchmark: the shared digits MLP search space"
-dataset = "digits"
+description = "benchmark: the shared MNIST-1D MLP search space"
+dataset = "{SEARCH_DATASET}"
 model = "mlp"
 metric = "val_accuracy"
 baseline = "mlp"
@@ -66,6 +72,21 @@ batch_size = {GOOD["batch_size"]}
 [arms.mlp]
 activation = "{GOOD["activation"]}"
 """
+
+
+def keras_mlp(data, cfg: dict):
+    """The problem's model as a user writes it in plain Keras: depth x Dense(width) + Dropout, softmax, Adam."""
+    import keras
+
+    model = keras.Sequential([keras.Input(data.input_shape), keras.layers.Flatten()])
+    for _ in range(cfg["depth"]):
+        model.add(keras.layers.Dense(cfg["width"], activation=cfg["activation"]))
+        if cfg["dropout"] > 0:
+            model.add(keras.layers.Dropout(cfg["dropout"]))
+    model.add(keras.layers.Dense(data.num_classes, activation="softmax"))
+    model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
 
 
 def write_spec(text: str, folder: str | Path, **kw) -> Path:

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import FIXED_SPEC, GOOD, Clock, median, tempdir, write_spec
+from _common import FIXED_SPEC, GOOD, Clock, keras_mlp, median, tempdir, write_spec
 
 
 def plain_fit(data, epochs: int, seed: int) -> float:
@@ -25,13 +25,7 @@ def plain_fit(data, epochs: int, seed: int) -> float:
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input(data.input_shape)])
-    for _ in range(GOOD["depth"]):
-        model.add(keras.layers.Dense(GOOD["width"], activation=GOOD["activation"]))
-        model.add(keras.layers.Dropout(GOOD["dropout"]))
-    model.add(keras.layers.Dense(data.num_classes, activation="softmax"))
-    model.compile(optimizer=keras.optimizers.Adam(GOOD["learning_rate"]), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras_mlp(data, GOOD)
     hist = model.fit(data.train.x, data.train.y, batch_size=GOOD["batch_size"], epochs=epochs,
                      validation_data=(data.val.x, data.val.y), verbose=0)
     return max(hist.history["val_accuracy"])

@@ -21,12 +21,14 @@ from _common import ROOT, machine, versions
 from dlbench import gpus
 
 BENCHES = {  # name -> extra arguments; the defaults are the documented settings
-    "calibrate": ["--seeds", "5", "--random", "150"],
+    "calibrate": ["--seeds", "10", "--random", "150", "--jobs", "2"],
     "startup": [],
     "overhead": ["--repeats", "5"],
     "workers": ["--trials", "12"],
     "reporting": [],
-    "search": ["--seeds", "3", "--cap", "100"],
+    "search": ["--seeds", "10", "--cap", "150", "--jobs", "2", "--methods", "dlbench,kt-random,kt-hyperband,optuna-mlflow,"
+               "dlbench:pruner=median,dlbench:sampler=random,dlbench:sampler=gp,dlbench:sampler=cmaes,"
+               "dlbench:sampler=qmc"],
     "gradnorms": ["--rounds", "5"],
     "ui": ["--repeats", "3"],
     "gpu": [],  # skipped without an NVIDIA GPU
@@ -42,11 +44,16 @@ def _section(text: str, title: str) -> str | None:
 
 
 def _merge(old: str, sections: list[str], changes: str) -> str:
-    """The old report with each new section replacing the one with the same `## ` title (the changes log too)."""
+    """The old report with each new section replacing the one with the same `## ` title (the changes log too). A
+    title is compared up to its colon, so "## Search efficiency: ... >= 0.675" replaces "... >= 0.99"."""
     parts = old.strip().split("\n\n## ")
     head, body = parts[0], ["## " + p for p in parts[1:]]
-    new = {s.splitlines()[0]: s for s in [*sections, changes]}
-    merged = [new.pop(p.splitlines()[0], p) for p in body]
+
+    def key(section: str) -> str:
+        return section.splitlines()[0].split(":")[0]
+
+    new = {key(s): s for s in [*sections, changes]}
+    merged = [new.pop(key(p), p) for p in body]
     return "\n\n".join([head, *merged, *new.values()]) + "\n"
 
 

@@ -1,7 +1,9 @@
-"""Search efficiency: time-to-target and trials-to-target on the shared digits MLP problem.
+"""Search efficiency: time-to-target and trials-to-target on the shared MNIST-1D MLP problem (bench/_common.py).
 
 Methods, each in its own fresh process (so no method inherits another's warm caches), interleaved seed by seed:
-  dlbench        dlbench with its defaults (TPE + Hyperband pruner, journal storage, MLflow SQLite logging)
+  dlbench        dlbench with its defaults (sampler and pruner as a spec leaves them, journal storage, MLflow SQLite
+                 logging)
+  dlbench:V      dlbench with variant V of its defaults, e.g. dlbench:sampler=random or dlbench:pruner=median
   kt-random      KerasTuner RandomSearch on the same space
   kt-hyperband   KerasTuner Hyperband (max_epochs 30, factor 3)
   optuna-mlflow  the script a user writes today: Optuna TPE + MedianPruner + KerasPruningCallback, Optuna SQLite
@@ -9,8 +11,9 @@ Methods, each in its own fresh process (so no method inherits another's warm cac
 The clock starts after imports and data loading, just before the tuner/study is created, and stops at the first
 epoch of any trial whose val_accuracy reaches the target. A run that has not reached it after --cap seconds is
 censored: its time counts as "> cap". "Trials" counts model.fit calls (for Hyperband, each round is a trial).
+With --jobs 2, two runs go side by side, each process pinned to its own CPU core (every method gets one core).
 
-Run: python bench/search.py [--seeds 3] [--cap 120]
+Run: python bench/search.py [--seeds 3] [--cap 120] [--jobs 1] [--methods dlbench,kt-random,...]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 import threading
 import time
 
-from _common import ROOT, SEARCH_SPEC, TARGET, MAX_EPOCHS, median, tempdir, write_spec
+from _common import MAX_EPOCHS, ROOT, SEARCH_DATASET, SEARCH_SPEC, TARGET, keras_mlp, median, tempdir, write_spec
 
 METHODS = ("dlbench", "kt-random", "kt-hyperband", "optuna-mlflow")
 MAX_TRIALS = 10_000  # never reached: every run ends at the target or at the cap
@@ -91,40 +94,33 @@ class Watch:
         return Callback()
 
 
-def _keras_mlp(data, lr, width, depth, dropout, activation):
-    """The shared problem's model, as a user writes it."""
-    import keras
-
-    model = keras.Sequential([keras.Input(data.input_shape)])
-    for _ in range(depth):
-        model.add(keras.layers.Dense(width, activation=activation))
-        if dropout > 0:
-            model.add(keras.layers.Dropout(dropout))
-    model.add(keras.layers.Dense(data.num_classes, activation="softmax"))
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
 VARIANTS = {  # named settings other than dlbench's defaults: Hyperband min_resource, TPE start-up trials
     "previous": {"min_resource": 1, "startup": 10},  # the defaults before bench/CHANGES.md: 4 brackets x 10
     "hb-min1": {"min_resource": 1},
     "startup10": {"startup": 10},
+    # the hand-rolled script's settings inside dlbench: Optuna's default TPE (10 random start-up trials, one
+    # parameter at a time) and MedianPruner (5 start-up trials, pruning from the first epoch)
+    "script": {"pruner": "median", "warmup": 0, "startup": 10, "tpe": "plain"},
 }
+
+
+KEYS = ("pruner", "sampler", "startup", "min_resource", "warmup", "tpe")
 
 
 def variant_settings(variant: str) -> dict:
     """A variant's settings: a name of VARIANTS, or `key=value` pairs joined by '+': pruner=<spec pruner>,
-    sampler=<spec sampler>, startup=<TPE start-up trials>, min_resource=<Hyperband first rung> (e.g.
+    sampler=<spec sampler>, startup=<TPE start-up trials>, min_resource=<Hyperband first rung>, warmup=<epochs
+    before the median pruner may stop a trial>, tpe=plain (univariate TPE without the constant liar) (e.g.
     `pruner=median+startup=10`)."""
     if variant in VARIANTS:
         return dict(VARIANTS[variant])
     out: dict = {}
     for part in filter(None, variant.split("+")):
         key, _, value = part.partition("=")
-        if key not in ("pruner", "sampler", "startup", "min_resource") or not value:
+        if key not in KEYS or not value or (key == "tpe" and value != "plain"):
             raise SystemExit(f"bad variant {variant!r}: use a name ({', '.join(VARIANTS)}) or key=value pairs "
-                             "joined by '+' with keys pruner, sampler, startup, min_resource")
-        out[key] = int(value) if key in ("startup", "min_resource") else value
+                             f"joined by '+' with keys {', '.join(KEYS)} (tpe=plain only)")
+        out[key] = int(value) if key in ("startup", "min_resource", "warmup") else value
     return out
 
 
@@ -136,9 +132,15 @@ def _patch(settings: dict) -> None:
     if "min_resource" in settings:
         search.pruner = lambda exp: optuna.pruners.HyperbandPruner(
             min_resource=settings["min_resource"], max_resource=exp.budget.epochs, reduction_factor=3)
-    if "startup" in settings:
-        original = search.sampler_settings
-        search.sampler_settings = lambda exp: {**original(exp), "n_startup_trials": settings["startup"]}
+    if "warmup" in settings:
+        search.pruner = lambda exp: optuna.pruners.MedianPruner(n_startup_trials=5,
+                                                                n_warmup_steps=settings["warmup"])
+    original = search.sampler_settings
+    changed = {"n_startup_trials": settings["startup"]} if "startup" in settings else {}
+    if settings.get("tpe") == "plain":
+        changed.update(multivariate=False, constant_liar=False)
+    if changed:
+        search.sampler_settings = lambda exp: {**original(exp), **changed}
 
 
 def run_dlbench(data, seed: int, cap: float, folder: str, variant: str | None = None) -> None:
@@ -175,9 +177,10 @@ def run_keras_tuner(data, seed: int, cap: float, folder: str, kind: str) -> None
 
     class HyperMLP(kt.HyperModel):
         def build(self, hp):
-            return _keras_mlp(data, hp.Float("learning_rate", 1e-4, 3e-2, sampling="log"),
-                              hp.Choice("width", [32, 64, 128, 256]), hp.Int("depth", 1, 4),
-                              hp.Float("dropout", 0.0, 0.5), hp.Choice("activation", ["relu", "sigmoid"]))
+            return keras_mlp(data, {"learning_rate": hp.Float("learning_rate", 1e-4, 3e-2, sampling="log"),
+                                    "width": hp.Choice("width", [32, 64, 128, 256]), "depth": hp.Int("depth", 1, 4),
+                                    "dropout": hp.Float("dropout", 0.0, 0.5),
+                                    "activation": hp.Choice("activation", ["relu", "sigmoid"])})
 
         def fit(self, hp, model, *args, **kwargs):
             return model.fit(*args, batch_size=hp.Choice("batch_size", [32, 64, 128]), **kwargs)
@@ -215,7 +218,7 @@ def run_optuna_mlflow(data, seed: int, cap: float, folder: str) -> None:
              "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128])}
         with mlflow.start_run(run_name=f"trial-{trial.number}"):
             mlflow.log_params(p)
-            model = _keras_mlp(data, p["learning_rate"], p["width"], p["depth"], p["dropout"], p["activation"])
+            model = keras_mlp(data, p)
             log = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: mlflow.log_metrics(logs, step=e))
             hist = model.fit(data.train.x, data.train.y, batch_size=p["batch_size"], epochs=MAX_EPOCHS,
                              validation_data=(data.val.x, data.val.y), verbose=0,
@@ -228,7 +231,9 @@ def run_optuna_mlflow(data, seed: int, cap: float, folder: str) -> None:
     watch._finish(False)
 
 
-def child(method: str, seed: int, cap: float) -> None:
+def child(method: str, seed: int, cap: float, core: int | None = None) -> None:
+    if core is not None:
+        os.sched_setaffinity(0, {core})  # before any library starts its threads
     method, _, variant = method.partition(":")
     from dlbench.progress import quiet_libraries
 
@@ -244,7 +249,7 @@ def child(method: str, seed: int, cap: float) -> None:
     from dlbench import data as D
 
     optuna.logging.set_verbosity(logging.WARNING)
-    data = D.load("digits")
+    data = D.load(SEARCH_DATASET)
     folder = tempdir(f"search-{method}-{seed}")
     if method == "dlbench":
         run_dlbench(data, seed, cap, folder, variant or None)
@@ -257,9 +262,10 @@ def child(method: str, seed: int, cap: float) -> None:
 # === Parent side: interleave, collect, report ===
 
 
-def _one(method: str, seed: int, cap: float) -> dict:
+def _one(method: str, seed: int, cap: float, core: int | None = None) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run([sys.executable, __file__, "--one", method, "--seed", str(seed), "--cap", str(cap)],
+    pin = [] if core is None else ["--core", str(core)]
+    out = subprocess.run([sys.executable, __file__, "--one", method, "--seed", str(seed), "--cap", str(cap), *pin],
                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=cap + 300)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -293,22 +299,61 @@ def ratio_ci(ratios: list[float], resamples: int = 10_000) -> tuple[float, float
     return float(np.exp(np.median(r))), float(np.exp(np.percentile(boot, 2.5))), float(np.exp(np.percentile(boot, 97.5)))
 
 
-def run(seeds: int = 3, cap: float = 120.0, methods=METHODS, progress=print) -> str:
+def run(seeds: int = 3, cap: float = 120.0, methods=METHODS, jobs: int = 1, progress=print) -> str:
     results: dict[str, list[dict]] = {m: [] for m in methods}
-    for seed in range(seeds):
-        order = list(methods[seed % len(methods):]) + list(methods[:seed % len(methods)])  # rotate: no fixed slot
-        for m in order:
-            r = _one(m, seed, cap)
-            results[m].append(r)
-            progress(f"  search: {m} seed {seed}: {'reached' if r['reached'] else 'censored'} "
-                     f"in {r['seconds']:.0f} s, {r['trials']} trials, {r['epochs']} epochs")
-    for rs in results.values():
+    queue = [(m, seed) for seed in range(seeds)  # rotated per seed: no method holds a fixed slot
+             for m in list(methods[seed % len(methods):]) + list(methods[:seed % len(methods)])]
+    lock = threading.Lock()
+    cores = sorted(os.sched_getaffinity(0))
+    if jobs > len(cores):
+        raise SystemExit(f"--jobs {jobs} needs {jobs} CPU cores; this process may use {len(cores)}")
+
+    def worker(core: int | None) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                m, seed = queue.pop(0)
+            r = _one(m, seed, cap, core)
+            with lock:
+                results[m].append(r)
+                progress(f"  search: {m} seed {seed}: {'reached' if r['reached'] else 'censored'} "
+                         f"in {r['seconds']:.0f} s, {r['trials']} trials, {r['epochs']} epochs")
+
+    threads = [threading.Thread(target=worker, args=(cores[k] if jobs > 1 else None,)) for k in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return report(results, seeds, cap, jobs)
+
+
+def _ratio_line(results: dict[str, list[dict]], a: str, b: str, goal: float | None = None) -> str:
+    """Method a / method b over paired seeds: the median per-seed time ratio with its bootstrap CI, and epochs."""
+    pairs = [_ratio(x, y) for x, y in zip(results[a], results[b])]
+    time_ci = ratio_ci([r for r, _ in pairs])
+    epochs_ci = ratio_ci([x["epochs"] / max(1, y["epochs"]) for x, y in zip(results[a], results[b])])
+    per = ", ".join(f"{mark}{r:.2f}" for r, mark in pairs)
+    return (f"- {'vs ' + b if a == 'dlbench' else a + ' / ' + b}: time ratio **{time_ci[0]:.2f}** [{time_ci[1]:.2f}, "
+            f"{time_ci[2]:.2f}] (per seed {per}); epochs ratio {epochs_ci[0]:.2f} [{epochs_ci[1]:.2f}, "
+            f"{epochs_ci[2]:.2f}]." + (f" Goal <= {goal}." if goal is not None else ""))
+
+
+def report(results: dict[str, list[dict]], seeds: int, cap: float, jobs: int = 1) -> str:
+    """The section of docs/benchmarks.md from each method's results (also `--report RAW`, from the raw lines)."""
+    for m, rs in results.items():
         rs.sort(key=lambda r: r["seed"])
+        # A run that did not reach the target counts at the cap, also one that spent its whole trial budget sooner.
+        results[m] = [r if r["reached"] or r["seconds"] >= cap else {**r, "seconds": cap, "measured_seconds": r["seconds"]}
+                      for r in rs]
     lines = [
-        "## Search efficiency: time and trials to reach val_accuracy >= 0.99",
+        f"## Search efficiency: time and trials to reach val_accuracy >= {TARGET}",
         "",
-        f"Shared digits MLP problem, {seeds} seeds per method, each run in a fresh process, methods interleaved "
-        f"(order rotated per seed), cap {cap:.0f} s per run (a censored run shows `>{cap:.0f}`). Trials = "
+        f"Shared {SEARCH_DATASET} MLP problem ({MAX_EPOCHS} epochs per trial), {seeds} seeds per method, each run in a "
+        f"fresh process, methods interleaved (order rotated per seed), "
+        + (f"{jobs} runs side by side, each pinned to its own CPU core, " if jobs > 1 else "one run at a time, ")
+        + f"cap {cap:.0f} s per run (a censored run shows `>{cap:.0f}` and counts at the cap, as does a run that "
+        f"spent its whole trial budget without reaching the target: dlbench's is {BUDGET} trials). Trials = "
         "`model.fit` calls started; epochs = epochs trained in all trials.",
         "",
         "| method | reached | time per seed (s) | median s | trials per seed | median trials | median epochs |",
@@ -338,16 +383,11 @@ def run(seeds: int = 3, cap: float = 120.0, methods=METHODS, progress=print) -> 
                   "ratio involving one is a bound (`<=`: the other method was censored in that seed). Below 1: "
                   "dlbench's defaults are faster.", ""]
         goals = {"kt-random": 0.5, "kt-hyperband": 0.5, "optuna-mlflow": 0.7}
-        for m in methods:
-            if m == "dlbench":
-                continue
-            pairs = [_ratio(a, b) for a, b in zip(results["dlbench"], results[m])]
-            time_ci = ratio_ci([r for r, _ in pairs])
-            epochs_ci = ratio_ci([a["epochs"] / max(1, b["epochs"]) for a, b in zip(results["dlbench"], results[m])])
-            per = ", ".join(f"{mark}{r:.2f}" for r, mark in pairs)
-            lines.append(f"- vs {m}: time ratio **{time_ci[0]:.2f}** [{time_ci[1]:.2f}, {time_ci[2]:.2f}] (per seed "
-                         f"{per}); epochs ratio {epochs_ci[0]:.2f} [{epochs_ci[1]:.2f}, {epochs_ci[2]:.2f}]. "
-                         f"Goal <= {goals.get(m, 1.0)}.")
+        lines += [_ratio_line(results, "dlbench", m, goals.get(m, 1.0)) for m in results if m != "dlbench"]
+    variants = [m for m in results if m.startswith("dlbench:")]
+    if variants and "optuna-mlflow" in results:
+        lines += ["", "Each dlbench variant / the hand-rolled script (optuna-mlflow), the same way:", ""]
+        lines += [_ratio_line(results, m, "optuna-mlflow") for m in variants]
     lines += ["", "Raw results (JSON lines):", "", "```"]
     lines += [json.dumps(r) for rs in results.values() for r in rs]
     lines.append("```")
@@ -360,10 +400,21 @@ if __name__ == "__main__":
     p.add_argument("--cap", type=float, default=120.0, help="seconds per run before it is censored")
     p.add_argument("--methods", default=",".join(METHODS),
                    help=f"comma-separated; dlbench:VARIANT tries other defaults ({', '.join(VARIANTS)})")
+    p.add_argument("--jobs", type=int, default=1, help="runs side by side, each pinned to its own CPU core")
+    p.add_argument("--report", metavar="RAW", help="only render the report from the raw JSON lines of a run "
+                   "(its 'Raw results'), with that run's --seeds, --cap and --jobs")
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--core", type=int, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        child(a.one, a.seed, a.cap)
+        child(a.one, a.seed, a.cap, a.core)
+    elif a.report:
+        raw = [json.loads(line) for line in open(a.report) if line.startswith("{")]
+        by_method: dict[str, list[dict]] = {}
+        for r in raw:
+            by_method.setdefault(r["method"], []).append(r)
+        print(report(by_method, a.seeds, a.cap, a.jobs))
     else:
-        print(run(a.seeds, a.cap, tuple(a.methods.split(","))))
+        print(run(a.seeds, a.cap, tuple(a.methods.split(",")), a.jobs,
+                  progress=lambda line: print(line, file=sys.stderr, flush=True)))  # stdout: the report alone
