@@ -240,3 +240,27 @@ def optuna_plot(study, kind: str, title: str, path: Path, metric: str = "objecti
         plt.close(fig)
     except (ValueError, RuntimeError, ZeroDivisionError) as e:  # too few trials or parameters to plot
         path.with_suffix(".txt").write_text(f"not available: {e}\n")
+
+
+def image_grid(images: np.ndarray, path: str | Path, title: str, columns: int = 8) -> Path:
+    """Grey-scale images (n, height, width) with values in [0, 1], `columns` to a row."""
+    rows = math.ceil(len(images) / columns)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(columns * 0.9, rows * 0.9 + 0.4), dpi=100)
+    for i, img in enumerate(images):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(np.clip(img, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def latent_scatter(points: np.ndarray, labels: np.ndarray | None, path: str | Path) -> Path:
+    """2-D latent means of the test examples, coloured by class where there are labels."""
+    fig, ax = _figure(6.0, 5.5)
+    art = ax.scatter(points[:, 0], points[:, 1], s=4, c=labels, cmap="tab10" if labels is not None else None)
+    if labels is not None:
+        fig.colorbar(art, ax=ax, label="class")
+    ax.set(xlabel="z[0]", ylabel="z[1]", title="test examples in the latent space (means of q(z|x))")
+    return _save(fig, path)

@@ -168,7 +168,7 @@ def check(exp: Experiment) -> None:
     for arm in exp.arms:
         entry, model = entries[arm.name], exp.model_for(arm)
         field = f"arms.{arm.name}.model" if arm.model else "model"
-        if entry.task != "reconstruction" and info.task not in entry.tasks:
+        if entry.task not in models.UNSUPERVISED and info.task not in entry.tasks:
             fitting = [m for m in models.names() if info.task in models.get(m).tasks]
             raise SpecError(exp.path, field, f"model {model!r} fits {' or '.join(entry.tasks)} tasks; dataset "
                             f"{ds.name!r} is a {info.task} task: use one of {', '.join(fitting)}")
@@ -195,7 +195,7 @@ def check(exp: Experiment) -> None:
         for section, params in (("fixed", exp.fixed), ("search", exp.search), (f"arms.{arm.name}", arm.params)):
             for name, value in params.items():
                 _check_param(exp, f"{section}.{name}", name, value, owners, model)
-        _check_combinations(exp, arm, entry.hparams, owners)
+        _check_combinations(exp, arm, entry.hparams, owners, lambda hp: entry.fits(hp, tuple(info.input_shape)))
         _check_combinations(exp, arm, TrainHParams, owners)
         _check_recipe(exp, arm, entry, owners, task)
         _check_speed_settings(exp, arm)
@@ -242,10 +242,9 @@ def _check_param(exp: Experiment, field: str, name: str, value: Any, owners: dic
 _MAX_COMBINATIONS = 4096
 
 
-def _check_combinations(exp: Experiment, arm: spec.Arm, model_cls: type, owners: dict) -> None:
-    """Values that are each allowed but not together (e.g. pretraining with batch norm, a step schedule without
-    its step), refused by `model_cls` (the builder's HParams or TrainHParams). Tries every combination of the fixed
-    values, the choices and the ends of the ranges (up to 4096)."""
+def _check_combinations(exp: Experiment, arm: spec.Arm, model_cls: type, owners: dict, fits=lambda hp: None) -> None:
+    """Values allowed alone but not together (pretraining with batch norm, ...), refused by `model_cls` (HParams or
+    TrainHParams) or by `fits`; tries each combination of fixed values, choices and range ends (up to 4096)."""
     candidates = {}
     for name, value in exp.params_for(arm).items():
         if owners[name][0] is not model_cls:
@@ -260,7 +259,8 @@ def _check_combinations(exp: Experiment, arm: spec.Arm, model_cls: type, owners:
     names = list(candidates)
     for combo in itertools.islice(itertools.product(*candidates.values()), _MAX_COMBINATIONS):
         try:
-            model_cls(**dict(zip(names, combo)))
+            if reason := fits(model_cls(**dict(zip(names, combo)))):  # (HParams) -> why the data cannot fit
+                raise ValueError(f"the inputs of dataset {exp.dataset.name!r} do not fit: {reason}")
         except ValueError as e:
             field = _field_of(exp, arm, e.field) if getattr(e, "field", None) else f"arms.{arm.name}"
             raise SpecError(exp.path, field, f"this arm's parameters (fixed, searched and its own) "

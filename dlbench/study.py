@@ -216,6 +216,7 @@ class Worker:
                 lifecycle.recorded(self.tracker, run_id, lease=lease,
                                    on_crash=self._note_crash(f"{arm.name}: seed {seed}")) as unit:
             result = self.trainer.fit(run_id, state, params, seed, hooks=[hook], test=True, lease=lease)
+            self.trainer.log_pictures(run_id, result.model, params)
             if self.exp.save_models == "repeats":
                 self.trainer.save_model(run_id, result.model)
             unit.metrics = result.metrics(self.exp.metric)

@@ -81,12 +81,17 @@ TASKS = {
     # One label per position; positions whose target is data.IGNORE count in neither the loss nor the metrics.
     "tagging": Task("labels", "masked_sparse_categorical_crossentropy", ("accuracy", "sequence_accuracy")),
     "regression": Task("labels", "mse", ("mse",)),
+    # A generative model (models/vae.py): fitted to its inputs on the negative ELBO; its loss function carries the
+    # metrics (`task_metrics`), which depend on the model's likelihood.
+    "generative": Task("inputs", "negative_elbo", ("elbo", "reconstruction", "kl")),
 }
 
 
-def _metric(name: str, task: str):
+def _metric(name: str, task: str, loss: Any = None):
     import keras
 
+    if task == "generative":  # plain functions of (inputs, output) that the model's loss function provides
+        return keras.metrics.MeanMetricWrapper(_generative_loss(loss).task_metrics[name], name=name)
     if name in ("reconstruction_error", "mse"):
         return keras.metrics.MeanSquaredError(name=name)
     if task == "tagging":
@@ -96,8 +101,19 @@ def _metric(name: str, task: str):
     return name
 
 
+def _generative_loss(loss: Any):
+    """A generative task's loss: the model's own (with its `task_metrics`), else the VAE's Bernoulli negative ELBO."""
+    if loss is not None and hasattr(loss, "task_metrics"):
+        return loss
+    from dlbench.models import vae
+
+    return vae.loss(vae.HParams())
+
+
 def _task_loss(task: str):
     """The Keras loss of a task: a Keras name, or for tagging the masked cross-entropy."""
+    if task == "generative":
+        return _generative_loss(None)
     if task == "tagging":
         from dlbench.models.losses import masked_sparse_categorical_crossentropy
 
@@ -161,7 +177,7 @@ def stops_early(values: Sequence[float], best_epoch: int, patience: int) -> bool
 
 # Log keys that are lower-is-better besides those naming a loss or an error: squared errors, and the costs a
 # multi-objective search may trade against accuracy (COST_METRICS but throughput).
-_LOWER_IS_BETTER = ("mse", "params_count", "flops_per_example", "train_seconds")
+_LOWER_IS_BETTER = ("mse", "reconstruction", "kl", "params_count", "flops_per_example", "train_seconds")
 # What every finished trial measures besides its task's metrics (FitResult.metrics); a multi-objective search may
 # name them in `metrics`.
 COST_METRICS = ("params_count", "flops_per_example", "train_seconds", "examples_per_second")
@@ -223,7 +239,7 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
     steps = math.ceil(len(data.train) / hp.batch_size)
     model.compile(optimizer=recipe.optimizer(hp, steps, epochs), loss=loss or _task_loss(task),
                   jit_compile=hp.jit_compile,
-                  metrics=[_metric(m, task) for m in objective.metrics], steps_per_execution=STEPS_PER_EXECUTION)
+                  metrics=[_metric(m, task, loss) for m in objective.metrics], steps_per_execution=STEPS_PER_EXECUTION)
     norm_every = gradnorms.every(hp.grad_norm_every, len(data.train))
     norms = gradnorms.Sampler(model, data.train.x, target(data.train), seed) if norm_every else None
     settings = {"precision": hp.precision, "determinism": "on" if deterministic else "off",

@@ -122,6 +122,25 @@ class Trainer:
                                        T.TAG_JIT: result.settings["jit_compile"]})
         return result
 
+    def log_pictures(self, run_id: str, model: Any, params: spaces.Params) -> None:
+        """A generative model's pictures on its repeat run (`pictures/`): samples from the prior, test inputs and
+        their reconstructions, and for 2-D latents the test set in the latent space."""
+        if models.get(params.model_name).task_for(self.data.task) != "generative":
+            return
+        from dlbench import plots
+        from dlbench.models import vae
+
+        pics = vae.pictures(model, self.data, params.model)
+        with tempfile.TemporaryDirectory(prefix="dlbench-pictures-") as folder:
+            paths = [plots.image_grid(pics[k], Path(folder) / f"{k}.png", title)
+                     for k, title in (("samples", "samples from the prior (decoder means)"),
+                                      ("inputs", "test inputs"), ("reconstructions", "their reconstructions"))
+                     if pics[k] is not None]
+            if pics["latents"] is not None:
+                paths.append(plots.latent_scatter(pics["latents"], pics["labels"], Path(folder) / "latent_space.png"))
+            for path in paths:
+                self.tracker.log_artifact(run_id, path, "pictures")
+
     def save_model(self, run_id: str, model: Any) -> None:
         """Log the model as `model/model.keras` on its run (loadable with keras.saving.load_model)."""
         with tempfile.TemporaryDirectory(prefix="dlbench-model-") as folder:

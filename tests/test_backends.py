@@ -41,12 +41,21 @@ for name in models.names():
         info = types.SimpleNamespace(input_shape=shape, num_classes=10, task="classification", vocab=0, outputs=10)
         model = entry.build(hp, info)
         x = rng.random((16, *shape), dtype="float32")
-        y = x if entry.task == "reconstruction" else rng.integers(0, 10, 16)
+        y = x if entry.task in models.UNSUPERVISED else rng.integers(0, 10, 16)
         loss = entry.loss(hp) or ("mse" if entry.task == "reconstruction" else "sparse_categorical_crossentropy")
         model.compile("adam", loss)
         history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
         assert all(np.isfinite(history.history["loss"])), (name, shape)
         print("trained", name, shape)
+# The convolutional VAE (its default is dense), trained on its negative ELBO.
+entry = models.get("vae")
+info = types.SimpleNamespace(input_shape=(8, 8, 1), num_classes=10, task="classification", vocab=0, outputs=10)
+hp = entry.hparams(encoder="conv", blocks=2)
+model = entry.build(hp, info)
+model.compile("adam", entry.loss(hp))
+x = rng.random((16, 8, 8, 1), dtype="float32")
+assert all(np.isfinite(model.fit(x, x, epochs=1, batch_size=8, verbose=0).history["loss"]))
+print("trained vae-conv (8, 8, 1)")
 # Token inputs (ids in [0, vocab)), which the sequence builders embed themselves; with the paths the defaults
 # above leave out (two directions, batch norm, learned positions).
 token_params = {"rnn": dict(bidirectional=True), "tcn": dict(batch_norm=True),
@@ -68,7 +77,7 @@ def test_every_dlbench_builder_trains_under_jax():
     assert proc.returncode == 0, proc.stderr[-4000:]
     trained = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("trained")}
     assert {"mlp", "autoencoder", "logistic", "perceptron", "cnn", "vgg", "resnet", "mobilenet",
-            "inception", "rnn", "tcn", "transformer"} <= trained
+            "inception", "rnn", "tcn", "transformer", "conv_autoencoder", "vae", "vae-conv"} <= trained
     assert "trained cnn (40, 1)" in proc.stdout  # the 1-D path too
     assert "trained transformer (8, 8, 1)" in proc.stdout  # the Vision Transformer path
     for name in ("rnn", "tcn", "transformer"):

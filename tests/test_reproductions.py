@@ -135,6 +135,17 @@ def test_resize_convolution_decoders_reconstruct_digits_worse_than_transposed_on
     assert _verdicts(report)["resize_conv"] != "better"
 
 
+def test_a_vaes_test_bound_rises_with_its_latent_size_with_diminishing_returns(tmp_path):
+    # Kingma & Welling 2014, Fig. 2: the held-out lower bound improves with the latent size, and extra latents do not
+    # overfit. Measured (5,000 MNIST digits, 256 hidden units, 30 epochs): test ELBO z2 -166.7 +- 0.7, z5 -138.0,
+    # z10 -125.3, z20 -121.6 (each better than z2, Holm p < 0.0001; gains 28.6, 12.7, 3.7 nats).
+    report = _reproduce(tmp_path, "vae_latent.toml")
+    assert _verdicts(report) == {"z5": "better", "z10": "better", "z20": "better"}
+    means = [_arm(report, arm)["mean"] for arm in ("z2", "z5", "z10", "z20")]
+    gains = [b - a for a, b in zip(means, means[1:])]
+    assert all(g > 0 for g in gains) and gains[0] > gains[1] > gains[2]
+
+
 def test_a_cnn_beats_an_mlp_of_the_same_size_on_digit_images(tmp_path):
     # LeCun et al. 1998. Measured (~31k parameters each, 500 training digits as 8x8 images): cnn 0.965 +- 0.006,
     # mlp 0.953 +- 0.006 test accuracy, +0.012 [0.004, 0.020], Holm p = 0.0089.

@@ -19,8 +19,11 @@ import pydantic
 #     in the split), `sequence_accuracy` the fraction of examples with every targeted position right.
 #   regression: real targets, y of shape (n, outputs); the loss is the MSE and `mse` reports it alone (without
 #     any regularization penalty the loss may carry).
+#   generative (a VAE, whatever the dataset): `elbo` is the evidence lower bound per example in nats (higher is
+#     better), `reconstruction` its -log p(x|z) part and `kl` its KL part (models/vae.py).
 TASK_METRICS = {"classification": ("loss", "accuracy"), "reconstruction": ("loss", "reconstruction_error"),
-                "tagging": ("loss", "accuracy", "sequence_accuracy"), "regression": ("loss", "mse")}
+                "tagging": ("loss", "accuracy", "sequence_accuracy"), "regression": ("loss", "mse"),
+                "generative": ("loss", "elbo", "reconstruction", "kl")}
 # The tasks a dataset can have (reconstruction is what a model does with any of them).
 DATASET_TASKS = ("classification", "tagging", "regression")
 # The target of a tagging position that has nothing to predict.

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, Callable
 
 from dlbench.models import (applications, autoencoder, cnn, conv_autoencoder, inception, linear, mlp, mobilenet,
-                            resnet, rnn, tcn, transformer, vgg)
+                            resnet, rnn, tcn, transformer, vae, vgg)
 
 __all__ = ["Entry", "get", "names", "register"]
 
@@ -23,8 +23,9 @@ class Entry:
     hparams: type
     description: str
     # What the model is trained to do: "classification" (supervised: it fits the dataset's own task and targets,
-    # one of `tasks`) or "reconstruction" (targets are the inputs, whatever the dataset). With the dataset's task
-    # it fixes the metrics a spec may name (`task_for`).
+    # one of `tasks`), "reconstruction" (targets are the inputs, whatever the dataset) or "generative" (a VAE:
+    # fitted to its inputs on the negative ELBO). With the dataset's task it fixes the metrics a spec may name
+    # (`task_for`).
     task: str = "classification"
     # The dataset tasks (data.DATASET_TASKS) a supervised model can fit; checked with the spec.
     tasks: tuple[str, ...] = ("classification", "regression")
@@ -36,14 +37,18 @@ class Entry:
     # Why the model cannot take a dataset's inputs of this shape (naming the dataset option that fixes it), or
     # None when it can; checked with the spec, before anything runs.
     accepts: Callable[[tuple[int, ...]], str | None] = lambda input_shape: None
+    # The same for a model whose hyperparameters decide it (HParams, input shape) -> reason or None; checked with
+    # the spec for every combination of the arm's values.
+    fits: Callable[[Any, tuple[int, ...]], str | None] = lambda hp, input_shape: None
     # Where a plugin comes from ("module:function (path)") and the sha256 of its source (part of the spec hash);
     # empty for the built-ins.
     source: str = ""
     digest: str = ""
 
     def task_for(self, dataset_task: str) -> str:
-        """The task the model trains for on a dataset of `dataset_task`: that task, or "reconstruction"."""
-        return "reconstruction" if self.task == "reconstruction" else dataset_task
+        """The task the model trains for on a dataset of `dataset_task`: that task, or the model's own
+        unsupervised one ("reconstruction", "generative")."""
+        return self.task if self.task in UNSUPERVISED else dataset_task
 
     @property
     def own_loss(self) -> bool:
@@ -52,6 +57,7 @@ class Entry:
         return self.loss is not _task_loss
 
 
+UNSUPERVISED = ("reconstruction", "generative")  # the tasks a model brings whatever the dataset's
 _MODELS: dict[str, Entry] = {}
 
 
@@ -69,6 +75,8 @@ register(Entry("autoencoder", autoencoder.build, autoencoder.HParams, autoencode
 register(Entry("conv_autoencoder", conv_autoencoder.build, conv_autoencoder.HParams, conv_autoencoder.DESCRIPTION,
                 task="reconstruction", loss=lambda hp: hp.loss, tasks=("classification", "tagging", "regression"),
                 accepts=conv_autoencoder.accepts))
+register(Entry("vae", vae.build, vae.HParams, vae.DESCRIPTION, task="generative", loss=vae.loss,
+                tasks=("classification", "tagging", "regression"), fits=vae.fits))
 register(Entry("logistic", linear.build_logistic, linear.LogisticHParams, linear.LOGISTIC_DESCRIPTION,
                 tasks=("classification",)))
 register(Entry("perceptron", linear.build_perceptron, linear.PerceptronHParams, linear.PERCEPTRON_DESCRIPTION,

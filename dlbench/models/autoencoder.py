@@ -38,12 +38,18 @@ class HParams:
     init: Initializer = "glorot_uniform"
 
     def __post_init__(self):
-        if self.loss == "binary_crossentropy" and self.output_activation != "sigmoid":
-            raise ValueError("loss = \"binary_crossentropy\" needs output_activation = \"sigmoid\" (outputs in (0, 1)); "
-                             f"got output_activation = {self.output_activation!r}")
-        if self.noise != "none" and self.noise_level == 0.0:
-            raise ValueError(f"noise = {self.noise!r} with noise_level = 0 corrupts nothing; give noise_level > 0 "
-                             "or noise = \"none\"")
+        check_output_and_noise(self)
+
+
+def check_output_and_noise(hp) -> None:
+    """The settings every autoencoder (dense and convolutional) refuses together: a cross-entropy loss on outputs
+    that are not probabilities, and a corruption of level 0."""
+    if hp.loss == "binary_crossentropy" and hp.output_activation != "sigmoid":
+        raise ValueError("loss = \"binary_crossentropy\" needs output_activation = \"sigmoid\" (outputs in (0, 1)); "
+                         f"got output_activation = {hp.output_activation!r}")
+    if hp.noise != "none" and hp.noise_level == 0.0:
+        raise ValueError(f"noise = {hp.noise!r} with noise_level = 0 corrupts nothing; give noise_level > 0 "
+                         "or noise = \"none\"")
 
 
 def build(hp: HParams, info) -> "keras.Model":  # noqa: F821

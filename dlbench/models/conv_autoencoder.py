@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import pydantic
 
-from dlbench.models.autoencoder import Noise
+from dlbench.models.autoencoder import Noise, check_output_and_noise
 from dlbench.models.blocks import Activation, Initializer, activation, initializer
 
 DESCRIPTION = ("Convolutional autoencoder: blocks x strided Conv2D encoder, 1x1 code, mirrored decoder upsampling "
@@ -41,12 +41,7 @@ class HParams:
     init: Initializer = "he_normal"
 
     def __post_init__(self):
-        if self.loss == "binary_crossentropy" and self.output_activation != "sigmoid":
-            raise ValueError("loss = \"binary_crossentropy\" needs output_activation = \"sigmoid\" (outputs in (0, 1)); "
-                             f"got output_activation = {self.output_activation!r}")
-        if self.noise != "none" and self.noise_level == 0.0:
-            raise ValueError(f"noise = {self.noise!r} with noise_level = 0 corrupts nothing; give noise_level > 0 "
-                             "or noise = \"none\"")
+        check_output_and_noise(self)
 
 
 def accepts(input_shape: tuple[int, ...]) -> str | None:

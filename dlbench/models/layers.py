@@ -1,4 +1,5 @@
-"""Custom Keras layers for the autoencoders: input corruption (masking, Gaussian) and a tied-weight decoder.
+"""Custom Keras layers for the autoencoders: input corruption (masking, Gaussian), a tied-weight decoder, and the
+VAE's reparameterised sample.
 
 Imported by the builders when they build (not by the registry), so `dlbench list` never loads Keras.
 """
@@ -86,3 +87,25 @@ def corruption(kind: str, level: float, name: str, seed: int | None = None) -> k
     if kind == "gaussian":
         return keras.layers.GaussianNoise(level, seed=seed, name=name)
     raise ValueError(f"`noise` must be one of {', '.join(CORRUPTIONS)}. Received noise={kind}")
+
+
+@keras.saving.register_keras_serializable(package="dlbench")
+class GaussianSample(keras.layers.Layer):
+    """A VAE's reparameterised sample z = mean + exp(log_var / 2) * eps, eps ~ N(0, I), from [mean, log_var]; at
+    training and at evaluation alike (the ELBO is an expectation over q(z|x), estimated with one sample)."""
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator, dtype=mean.dtype)
+        return mean + ops.exp(0.5 * log_var) * eps
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
