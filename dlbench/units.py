@@ -123,14 +123,14 @@ class Trainer:
         return result
 
     def log_pictures(self, run_id: str, model: Any, params: spaces.Params) -> None:
-        """A generative model's pictures on its repeat run (`pictures/`): samples from the prior, test inputs and
-        their reconstructions, and for 2-D latents the test set in the latent space."""
-        if models.get(params.model_name).task_for(self.data.task) != "generative":
+        """The model's pictures on its repeat run (`pictures/`; models.Entry.pictures), e.g. a VAE's samples from
+        the prior, test inputs and their reconstructions, and for 2-D latents the test set in the latent space."""
+        pictures = models.get(params.model_name).pictures
+        if pictures is None:
             return
         from dlbench import plots
-        from dlbench.models import vae
 
-        pics = vae.pictures(model, self.data, params.model)
+        pics = pictures(model, self.data, params.model)
         with tempfile.TemporaryDirectory(prefix="dlbench-pictures-") as folder:
             paths = [plots.image_grid(pics[k], Path(folder) / f"{k}.png", title)
                      for k, title in (("samples", "samples from the prior (decoder means)"),

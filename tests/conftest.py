@@ -33,3 +33,19 @@ def write_spec(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def quick_run(name: str, storage: str, uri: str, *extra: str):
+    """`dlbench run experiments/<name>.toml --quick` with 1 trial, 1 seed and 1 epoch per arm, in this process:
+    (the loaded spec, its repeat runs as a pandas frame from MLflow)."""
+    import mlflow
+
+    from dlbench import cli, spaces
+
+    exp = spaces.load(ROOT / "experiments" / f"{name}.toml")
+    rc = cli.main(["run", str(ROOT / "experiments" / f"{name}.toml"), "--quick", "--trials", "1", "--seeds", "1",
+                   "--epochs", "1", "--storage", storage, "--tracking-uri", uri, "--no-progress", *extra])
+    assert rc == 0
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=[f"{exp.name}-quick"], filter_string="tags.`dlbench.role` = 'repeat'")
+    return exp, runs

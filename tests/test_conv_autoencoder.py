@@ -95,15 +95,9 @@ def test_it_learns_to_reconstruct_digit_images():
 
 @pytest.mark.e2e
 def test_the_experiment_runs_quick_with_equal_parameter_counts(stores):
-    import mlflow
+    from conftest import quick_run
 
-    from conftest import dlbench
-
-    storage, uri = stores
-    dlbench("run", "experiments/conv_ae.toml", "--quick", "--trials", "1", "--seeds", "1", "--epochs", "1",
-            "--storage", storage, "--tracking-uri", uri, "--no-progress")
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=["conv-ae-quick"], filter_string="tags.`dlbench.role` = 'repeat'")
+    _, runs = quick_run("conv_ae", *stores)
     assert sorted(runs["tags.dlbench.arm"]) == ["resize_conv", "transposed"]
     assert (runs["metrics.test_reconstruction_error"] > 0).all()
     assert runs["metrics.params_count"].nunique() == 1  # the arms differ in the upsampling alone

@@ -4,11 +4,10 @@ reproduce`): every one runs end to end with --quick, all arms."""
 
 from __future__ import annotations
 
-import mlflow
 import pytest
 
-from conftest import ROOT
-from dlbench import cli, data, models, recipe, spaces
+from conftest import ROOT, quick_run
+from dlbench import data, models, recipe, spaces
 from dlbench.spec import Choice, Range
 
 TECHNIQUE_SPECS = ["dropout", "batch_norm", "optimizers", "lr_schedules", "weight_decay", "batch_size", "init",
@@ -41,19 +40,9 @@ def test_every_arm_builds_and_compiles_with_its_recipe(name):
         assert model.output_shape == (None, info.num_classes), (name, arm.name)
 
 
-def _quick(name: str, storage: str, uri: str, *extra: str):
-    exp = spaces.load(ROOT / "experiments" / f"{name}.toml")
-    rc = cli.main(["run", str(ROOT / "experiments" / f"{name}.toml"), "--quick", "--trials", "1", "--seeds", "1",
-                   "--epochs", "1", "--storage", storage, "--tracking-uri", uri, "--no-progress", *extra])
-    assert rc == 0
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=[f"{exp.name}-quick"], filter_string="tags.`dlbench.role` = 'repeat'")
-    return exp, runs
-
-
 @pytest.mark.e2e
 def test_the_early_stopping_experiment_runs_quick_with_its_switches_in_mlflow(stores):
-    exp, runs = _quick("early_stopping", *stores)
+    exp, runs = quick_run("early_stopping", *stores)
     assert sorted(runs["tags.dlbench.arm"]) == sorted(exp.arm_names)
     assert (runs["metrics.test_accuracy"] > 0).all() and (runs["metrics.epochs_trained"] == 1).all()
     assert dict(zip(runs["tags.dlbench.arm"], runs["params.select"])) == {"last": "last", "best": "best",
@@ -64,8 +53,8 @@ def test_the_early_stopping_experiment_runs_quick_with_its_switches_in_mlflow(st
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TECHNIQUE_SPECS)
-def test_technique_experiment_runs_quick(name, stores):
-    exp, runs = _quick(name, *stores)
+def test_technique_experiment_runsquick_run(name, stores):
+    exp, runs = quick_run(name, *stores)
     # An arm whose one quick trial diverged (a learning rate drawn too high for one epoch) has no repeat.
     assert set(runs["tags.dlbench.arm"]) <= set(exp.arm_names) and len(runs) >= len(exp.arm_names) // 2
     assert (runs["metrics.test_accuracy"] > 0).all()

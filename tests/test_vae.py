@@ -136,13 +136,9 @@ def test_training_raises_the_bound_and_logs_its_parts():
 def test_the_experiment_runs_quick(stores):
     import mlflow
 
-    from conftest import dlbench
+    from conftest import quick_run
 
-    storage, uri = stores
-    dlbench("run", "experiments/vae_latent.toml", "--quick", "--trials", "1", "--seeds", "1", "--epochs", "1",
-            "--storage", storage, "--tracking-uri", uri, "--no-progress")
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=["vae-latent-quick"], filter_string="tags.`dlbench.role` = 'repeat'")
+    _, runs = quick_run("vae_latent", *stores)
     assert sorted(runs["tags.dlbench.arm"]) == ["z10", "z2", "z20", "z5"]
     assert (runs["metrics.test_elbo"] < 0).all() and (runs["metrics.test_kl"] > 0).all()
     client = mlflow.MlflowClient()

@@ -40,6 +40,9 @@ class Entry:
     # The same for a model whose hyperparameters decide it (HParams, input shape) -> reason or None; checked with
     # the spec for every combination of the arm's values.
     fits: Callable[[Any, tuple[int, ...]], str | None] = lambda hp, input_shape: None
+    # What a trained model shows a user, as arrays (model, DatasetInfo, HParams) -> {name: array or None}: logged
+    # as figures on each repeat run (units.Trainer.log_pictures); None: nothing to show.
+    pictures: Callable[[Any, Any, Any], dict] | None = None
     # Where a plugin comes from ("module:function (path)") and the sha256 of its source (part of the spec hash);
     # empty for the built-ins.
     source: str = ""
@@ -76,7 +79,7 @@ register(Entry("conv_autoencoder", conv_autoencoder.build, conv_autoencoder.HPar
                 task="reconstruction", loss=lambda hp: hp.loss, tasks=("classification", "tagging", "regression"),
                 accepts=conv_autoencoder.accepts))
 register(Entry("vae", vae.build, vae.HParams, vae.DESCRIPTION, task="generative", loss=vae.loss,
-                tasks=("classification", "tagging", "regression"), fits=vae.fits))
+                tasks=("classification", "tagging", "regression"), fits=vae.fits, pictures=vae.pictures))
 register(Entry("logistic", linear.build_logistic, linear.LogisticHParams, linear.LOGISTIC_DESCRIPTION,
                 tasks=("classification",)))
 register(Entry("perceptron", linear.build_perceptron, linear.PerceptronHParams, linear.PERCEPTRON_DESCRIPTION,

@@ -169,12 +169,18 @@ def metric_functions(likelihood: str) -> dict:
     return {"elbo": elbo, "reconstruction": reconstruction, "kl": kl_divergence}
 
 
-def reconstruct(model, x, likelihood: str = "bernoulli"):
-    """The decoder's mean for each input (probabilities for Bernoulli), shaped like the inputs."""
+def _mean(out, likelihood: str):
+    """The mean of p(x|z) from the decoder's output: probabilities for Bernoulli logits, the output itself else."""
     import numpy as np
 
-    out = np.asarray(model.predict(x, verbose=0))[:, :int(np.prod(x.shape[1:]))]
-    return (1.0 / (1.0 + np.exp(-out)) if likelihood == "bernoulli" else out).reshape(x.shape)
+    out = np.asarray(out)
+    return 1.0 / (1.0 + np.exp(-out)) if likelihood == "bernoulli" else out
+
+
+def reconstruct(model, x, likelihood: str = "bernoulli"):
+    """The decoder's mean for each input (probabilities for Bernoulli), shaped like the inputs."""
+    out = model.predict(x, verbose=0)[:, :math.prod(x.shape[1:])]
+    return _mean(out, likelihood).reshape(x.shape)
 
 
 def pictures(model, info, hp: HParams, count: int = 64, seed: int = 0) -> dict:
@@ -190,8 +196,7 @@ def pictures(model, info, hp: HParams, count: int = 64, seed: int = 0) -> dict:
         image = (side, side)
     decoder, encoder = model.get_layer("decoder"), model.get_layer("encoder")
     z = np.random.default_rng(seed).standard_normal((count, hp.latent_dim)).astype("float32")
-    out = np.asarray(decoder.predict(z, verbose=0))
-    samples = 1.0 / (1.0 + np.exp(-out)) if hp.likelihood == "bernoulli" else out
+    samples = _mean(decoder.predict(z, verbose=0), hp.likelihood)
     x = info.test.x[:16]
     pics = {"samples": None, "inputs": None, "reconstructions": None, "latents": None, "labels": None}
     if image is not None:
