@@ -264,3 +264,15 @@ def latent_scatter(points: np.ndarray, labels: np.ndarray | None, path: str | Pa
         fig.colorbar(art, ax=ax, label="class")
     ax.set(xlabel="z[0]", ylabel="z[1]", title="test examples in the latent space (means of q(z|x))")
     return _save(fig, path)
+
+
+def sample_scatter(points: np.ndarray, reference: np.ndarray, modes: np.ndarray | None, path: str | Path) -> Path:
+    """A generator's 2-D samples over the real points, with the mixture's modes where known."""
+    fig, ax = _figure(6.0, 6.0)
+    ax.scatter(reference[:, 0], reference[:, 1], s=3, c="0.75", label="real (test)")
+    ax.scatter(points[:, 0], points[:, 1], s=3, c="tab:blue", alpha=0.5, label="generated")
+    if modes is not None:
+        ax.scatter(modes[:, 0], modes[:, 1], s=40, marker="x", c="tab:red", label="modes")
+    ax.set(xlabel="x[0]", ylabel="x[1]", title="generated samples", aspect="equal")
+    ax.legend(loc="upper right", fontsize="small")
+    return _save(fig, path)

@@ -57,6 +57,9 @@ def check(hp) -> None:
                        "lr_schedule = \"cosine\")")
     if hp.lr_schedule == "plateau" and hp.warmup_epochs:
         raise Conflict("warmup_epochs", "warmup_epochs does not combine with lr_schedule = \"plateau\"; use 0")
+    if hp.beta_1 != 0.9 and hp.optimizer not in ("adam", "adamw", "nadam"):
+        raise Conflict("beta_1", f"beta_1 is the first-moment decay of adam, adamw and nadam; optimizer = "
+                       f"{hp.optimizer!r} has none (its momentum is `momentum`)")
     if hp.label_smoothing and hp.loss == "hinge":
         raise Conflict("label_smoothing", "label_smoothing smooths the targets of cross_entropy and mse; "
                        "loss = \"hinge\" has none")
@@ -123,9 +126,9 @@ def optimizer(hp, steps_per_epoch: int = 1, epochs: int = 1):
         "sgd": lambda: keras.optimizers.SGD(rate, **common),
         "momentum": lambda: keras.optimizers.SGD(rate, momentum=hp.momentum, **common),
         "nesterov": lambda: keras.optimizers.SGD(rate, momentum=hp.momentum, nesterov=True, **common),
-        "adam": lambda: keras.optimizers.Adam(rate, **common),
-        "adamw": lambda: keras.optimizers.AdamW(rate, **{"weight_decay": 0.0, **common}),
-        "nadam": lambda: keras.optimizers.Nadam(rate, **common),
+        "adam": lambda: keras.optimizers.Adam(rate, beta_1=hp.beta_1, **common),
+        "adamw": lambda: keras.optimizers.AdamW(rate, beta_1=hp.beta_1, **{"weight_decay": 0.0, **common}),
+        "nadam": lambda: keras.optimizers.Nadam(rate, beta_1=hp.beta_1, **common),
         "rmsprop": lambda: keras.optimizers.RMSprop(rate, **common),
         "adagrad": lambda: keras.optimizers.Adagrad(rate, **common),
         "adadelta": lambda: keras.optimizers.Adadelta(rate, **common),

@@ -7,16 +7,13 @@ builder's HParams or the trainer's TrainHParams; its values are checked against 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
-import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping
 
-import pydantic
-
 from dlbench import data, models, runtime, spec, stats
+from dlbench.fields import allowed_values, base_type, check_value, field_types
 from dlbench.spec import Choice, Experiment, Range, SpecError
 from dlbench.train import COST_METRICS, TrainHParams, direction
 
@@ -52,19 +49,9 @@ def load(path: str | Path | Mapping[str, Any], sets: typing.Sequence[str | tuple
     return exp
 
 
-def field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-@functools.lru_cache(maxsize=None)
-def _adapter(annotation: Any) -> pydantic.TypeAdapter:
-    return pydantic.TypeAdapter(annotation, config=pydantic.ConfigDict(strict=True))
-
-
 # Trainer parameters a model may declare itself, taking them over: the autoencoder's `loss` is its reconstruction
-# loss, not the classifier loss switch.
-MODEL_MAY_OWN = frozenset({"loss"})
+# loss, the GAN's `label_smoothing` its discriminator's, not the classifier's switches.
+MODEL_MAY_OWN = frozenset({"loss", "label_smoothing"})
 # Trainer switches that shape a softmax classifier's loss, which a model with its own loss does not use.
 CLASSIFIER_LOSS_SWITCHES = ("loss", "label_smoothing")
 
@@ -79,60 +66,6 @@ def _owners(model_name: str) -> dict[str, tuple[type, Any]]:
     owners = {k: (TrainHParams, t) for k, t in train_fields.items()}
     owners.update({k: (models.get(model_name).hparams, t) for k, t in model_fields.items()})
     return owners
-
-
-_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-
-
-def _bounds(meta: Any) -> list[str]:
-    """'>= 0', '< 1', ... from a pydantic Field's constraints (annotated_types Ge, Lt, ...)."""
-    out = []
-    for constraint in getattr(meta, "metadata", [meta]):
-        for key, sign in _BOUNDS.items():
-            if hasattr(constraint, key):
-                out.append(f"{sign} {getattr(constraint, key):g}")
-    return out
-
-
-def allowed_values(annotation: Any) -> str:
-    """What a parameter of this type accepts, in words: "float (>= 0, < 1)", "one of 'a', 'b'", ..."""
-    args = typing.get_args(annotation)
-    base = typing.get_origin(annotation)
-    if base is typing.Annotated:
-        inner, *meta = args
-        bounds = ", ".join(b for m in meta for b in _bounds(m))
-        return f"{getattr(inner, '__name__', inner)} ({bounds})" if bounds else allowed_values(inner)
-    if annotation is type(None):
-        return "absent (unset)"
-    if base is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if base in (typing.Union, types.UnionType):
-        return " or ".join(allowed_values(a) for a in args)
-    if annotation is bool:
-        return "true or false"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _check_value(exp: Experiment, field: str, annotation: Any, value: Any) -> None:
-    if _is_float(annotation) and _is_int(value):
-        value = float(value)  # TOML `1` where a float is expected
-    try:
-        _adapter(annotation).validate_python(value)
-    except pydantic.ValidationError:
-        raise SpecError(exp.path, field, f"{value!r} is not allowed; expected {allowed_values(annotation)}") from None
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_float(annotation: Any) -> bool:
-    base = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
-    return base is float
-
-
-def _base_type(annotation: Any) -> Any:
-    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
 
 
 def check(exp: Experiment) -> None:
@@ -159,7 +92,7 @@ def check(exp: Experiment) -> None:
         if k not in opt_fields:
             raise SpecError(exp.path, f"dataset.{k}", f"unknown option of dataset {ds.name!r}; allowed: "
                             f"{', '.join(sorted(opt_fields))}")
-        _check_value(exp, f"dataset.{k}", opt_fields[k], v)
+        check_value(exp.path, f"dataset.{k}", opt_fields[k], v)
     try:  # options that conflict, or that the data cannot satisfy (more labels per class than rows)
         info = data.load(ds.name, exp.dataset.options)
     except ValueError as e:
@@ -181,8 +114,11 @@ def check(exp: Experiment) -> None:
         if refusal:
             raise SpecError(exp.path, "dataset", f"model {model!r} cannot take the inputs of dataset {ds.name!r}: "
                             f"{refusal}")
-        task = entry.task_for(info.task)
-        produced = [m for base in data.TASK_METRICS[task] for m in (f"val_{base}", base)]
+        task, extra = entry.task_for(info.task), entry.metrics_on(info)
+        produced = [m for base in data.TASK_METRICS[task] + tuple(k for k, v in extra.items() if v is None)
+                    for m in (f"val_{base}", base)]
+        for name in (m for m in exp.metrics or (exp.metric,) if extra.get(m.removeprefix("val_"))):
+            raise SpecError(exp.path, "metrics" if exp.metrics else "metric", extra[name.removeprefix("val_")])
         if exp.metric not in produced:
             raise SpecError(exp.path, "metrics" if exp.metrics else "metric", f"{exp.metric!r} is not produced by "
                             f"model {model!r} on dataset {ds.name!r} ({task}); allowed: {', '.join(produced)}")
@@ -214,7 +150,7 @@ def _first_values(exp: Experiment, arm: spec.Arm) -> dict[str, Any]:
         if isinstance(v, Choice):
             out[k] = v.choices[0]
         elif isinstance(v, Range):
-            out[k] = int(v.low) if _base_type(_owners(exp.model_for(arm))[k][1]) is int else v.low
+            out[k] = int(v.low) if base_type(_owners(exp.model_for(arm))[k][1]) is int else v.low
     return out
 
 
@@ -224,19 +160,19 @@ def _check_param(exp: Experiment, field: str, name: str, value: Any, owners: dic
                         f"allowed: {', '.join(sorted(owners))}")
     annotation = owners[name][1]
     if isinstance(value, Range):
-        base = _base_type(annotation)
+        base = base_type(annotation)
         if base not in (int, float):
             raise SpecError(exp.path, field, f"{name} is not numeric, so it cannot be a range; use "
                             f"{{ choices = [...] }} with {allowed_values(annotation)}")
         if base is int and not (float(value.low).is_integer() and float(value.high).is_integer()):
             raise SpecError(exp.path, field, f"{name} is an integer: low and high must be integers")
-        _check_value(exp, f"{field}.low", annotation, int(value.low) if base is int else value.low)
-        _check_value(exp, f"{field}.high", annotation, int(value.high) if base is int else value.high)
+        check_value(exp.path, f"{field}.low", annotation, int(value.low) if base is int else value.low)
+        check_value(exp.path, f"{field}.high", annotation, int(value.high) if base is int else value.high)
     elif isinstance(value, Choice):
         for c in value.choices:
-            _check_value(exp, f"{field}.choices", annotation, c)
+            check_value(exp.path, f"{field}.choices", annotation, c)
     else:
-        _check_value(exp, field, annotation, value)
+        check_value(exp.path, field, annotation, value)
 
 
 _MAX_COMBINATIONS = 4096
@@ -253,7 +189,7 @@ def _check_combinations(exp: Experiment, arm: spec.Arm, model_cls: type, owners:
             candidates[name] = value.choices
         elif isinstance(value, Range):
             ends = (value.low, value.high)
-            candidates[name] = tuple(int(v) for v in ends) if _base_type(owners[name][1]) is int else ends
+            candidates[name] = tuple(int(v) for v in ends) if base_type(owners[name][1]) is int else ends
         else:
             candidates[name] = (value,)
     names = list(candidates)
@@ -311,7 +247,7 @@ def _suggest(trial, name: str, value: Any, annotation: Any) -> Any:
     if isinstance(value, Choice):
         return trial.suggest_categorical(name, list(value.choices))
     if isinstance(value, Range):
-        if _base_type(annotation) is int:
+        if base_type(annotation) is int:
             return trial.suggest_int(name, int(value.low), int(value.high), step=int(value.step or 1), log=value.log)
         return trial.suggest_float(name, float(value.low), float(value.high), step=value.step, log=value.log)
     return value
@@ -338,7 +274,7 @@ def sample(trial, exp: Experiment, arm: spec.Arm) -> Params:
 def int_params(exp: Experiment, arm: spec.Arm) -> frozenset[str]:
     """The arm's searched parameters that are integers (their ranges are grids of whole numbers)."""
     owners = _owners(exp.model_for(arm))
-    return frozenset(k for k in searched_names(exp, arm) if _base_type(owners[k][1]) is int)
+    return frozenset(k for k in searched_names(exp, arm) if base_type(owners[k][1]) is int)
 
 
 def searched_names(exp: Experiment, arm: spec.Arm) -> list[str]:

@@ -98,7 +98,7 @@ def _acts(cls: type, name: str) -> bool:
 
 def catalogue() -> list[Technique]:
     """Every technique switch, model switches first, then the trainer's, then the data's."""
-    from dlbench import data, models, spaces
+    from dlbench import data, fields, models, spaces
     from dlbench.train import TrainHParams
 
     rows: list[Technique] = []
@@ -106,18 +106,18 @@ def catalogue() -> list[Technique]:
     for name, what in MODEL.items():
         owners = [e for e in entries if name in _fields(e.hparams) and _acts(e.hparams, name)]
         defaults = " or ".join(sorted({_toml(getattr(e.hparams(), name)) for e in owners}))  # a family may differ
-        rows.append(Technique(name, "model", what, spaces.allowed_values(spaces.field_types(owners[0].hparams)[name]),
+        rows.append(Technique(name, "model", what, fields.allowed_values(fields.field_types(owners[0].hparams)[name]),
                               defaults, tuple(e.name for e in owners)))
-    train_types, defaults = spaces.field_types(TrainHParams), TrainHParams()
+    train_types, defaults = fields.field_types(TrainHParams), TrainHParams()
     for name, what in TRAINER.items():
         users = [e.name for e in entries if name not in spaces.CLASSIFIER_LOSS_SWITCHES
                  or (e.task == "classification" and not e.own_loss and name not in _fields(e.hparams))]
-        rows.append(Technique(name, "trainer", what, spaces.allowed_values(train_types[name]),
+        rows.append(Technique(name, "trainer", what, fields.allowed_values(train_types[name]),
                               _toml(getattr(defaults, name)), tuple(users)))
     for name, what in DATA.items():
         users = [n for n in data.names() if name in _fields(data.get(n).options)]
         options = data.get(users[0]).options
-        rows.append(Technique(name, "data", what, spaces.allowed_values(spaces.field_types(options)[name]),
+        rows.append(Technique(name, "data", what, fields.allowed_values(fields.field_types(options)[name]),
                               _toml(getattr(options(), name)), tuple(users)))
     return rows
 

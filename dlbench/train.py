@@ -25,6 +25,7 @@ class TrainHParams:
     optimizer: Optimizer = "adam"
     learning_rate: Annotated[float, pydantic.Field(gt=0.0)] = 1e-3
     momentum: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.9  # used by momentum and nesterov only
+    beta_1: Annotated[float, pydantic.Field(ge=0.0, lt=1.0)] = 0.9  # adam, adamw, nadam: first-moment decay
     batch_size: Annotated[int, pydantic.Field(ge=1)] = 32
     # === Training recipe (dlbench.recipe says exactly what each does) ===
     weight_decay: NonNegative = 0.0  # decoupled decay: adamw, and SGDW for sgd/momentum/nesterov
@@ -84,6 +85,9 @@ TASKS = {
     # A generative model (models/vae.py): fitted to its inputs on the negative ELBO; its loss function carries the
     # metrics (`task_metrics`), which depend on the model's likelihood.
     "generative": Task("inputs", "negative_elbo", ("elbo", "reconstruction", "kl")),
+    # A GAN (models/gan.py): its own train step fits the inputs and logs these itself (models/adversarial.py; its
+    # compile takes no loss or metrics); the quality of its samples comes from the model's `evaluate` hook (`fit`).
+    "adversarial": Task("inputs", "", ("d_loss", "g_loss", "d_real", "d_fake")),
 }
 
 
@@ -114,6 +118,8 @@ def _task_loss(task: str):
     """The Keras loss of a task: a Keras name, or for tagging the masked cross-entropy."""
     if task == "generative":
         return _generative_loss(None)
+    if task == "adversarial":
+        return None
     if task == "tagging":
         from dlbench.models.losses import masked_sparse_categorical_crossentropy
 
@@ -177,7 +183,7 @@ def stops_early(values: Sequence[float], best_epoch: int, patience: int) -> bool
 
 # Log keys that are lower-is-better besides those naming a loss or an error: squared errors, and the costs a
 # multi-objective search may trade against accuracy (COST_METRICS but throughput).
-_LOWER_IS_BETTER = ("mse", "reconstruction", "kl", "params_count", "flops_per_example", "train_seconds")
+_LOWER_IS_BETTER = ("mse", "reconstruction", "kl", "fid", "params_count", "flops_per_example", "train_seconds")
 # What every finished trial measures besides its task's metrics (FitResult.metrics); a multi-objective search may
 # name them in `metrics`.
 COST_METRICS = ("params_count", "flops_per_example", "train_seconds", "examples_per_second")
@@ -194,7 +200,8 @@ def direction(metric: str) -> str:
 def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: int, monitor: str,
         hooks: Sequence[EpochHook] = (), evaluate_test: bool = False, task: str = "classification",
         loss: str | Any | None = None, resume: TrainState | None = None,
-        checkpoint: Callable[[TrainState], None] | None = None) -> FitResult:
+        checkpoint: Callable[[TrainState], None] | None = None,
+        evaluate: Callable[[Any, str], dict[str, float]] | None = None) -> FitResult:
     """Seed, build, compile, train and (optionally) test one model.
 
     Seed `seed` fixes both the initial weights and the order of training examples, so the same seed gives the
@@ -217,6 +224,8 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
             on at the epoch after it, with the shuffling re-seeded from `seed` and that epoch (so a resumed run is
             not bit-identical to an uninterrupted one).
         checkpoint: called with the state after every `hp.checkpoint_every` epochs (not after the last).
+        evaluate: (model, "val" or "test") -> metrics the model's own outputs do not give (a GAN's sample
+            quality), computed after every epoch as `val_<name>` and on testing as `test_<name>`.
 
     Returns:
         FitResult with the per-epoch history (the resumed part included) and the settings in force.
@@ -240,7 +249,7 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
     model.compile(optimizer=recipe.optimizer(hp, steps, epochs), loss=loss or _task_loss(task),
                   jit_compile=hp.jit_compile,
                   metrics=[_metric(m, task, loss) for m in objective.metrics], steps_per_execution=STEPS_PER_EXECUTION)
-    norm_every = gradnorms.every(hp.grad_norm_every, len(data.train))
+    norm_every = gradnorms.every(hp.grad_norm_every, len(data.train)) if task != "adversarial" else 0
     norms = gradnorms.Sampler(model, data.train.x, target(data.train), seed) if norm_every else None
     settings = {"precision": hp.precision, "determinism": "on" if deterministic else "off",
                 "jit_compile": str(bool(model.jit_compile)).lower()}
@@ -265,6 +274,8 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
 
     def on_epoch_end(epoch: int, logs: dict | None) -> None:
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        if evaluate is not None:
+            logs.update({f"val_{k}": float(v) for k, v in evaluate(model, "val").items()})
         logs["learning_rate"] = recipe.current_rate(model.optimizer)  # what the next step applies
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
@@ -308,6 +319,8 @@ def fit(build: Callable[[], Any], data, hp: TrainHParams, *, epochs: int, seed: 
         scores = model.evaluate(data.test.x, target(data.test), batch_size=max(hp.batch_size, 1024), verbose=0,
                                 return_dict=True)
         test = {f"test_{k}": float(v) for k, v in scores.items()}
+        if evaluate is not None:
+            test.update({f"test_{k}": float(v) for k, v in evaluate(model, "test").items()})
     from dlbench.models.cost import flops_per_example
 
     seen = len(data.train) * max(0, epochs - first)

@@ -104,13 +104,14 @@ class Trainer:
 
         guard = [lambda epoch, logs: lease.check()] if lease else []
         entry = models.get(params.model_name)
+        evaluate = entry.evaluator(self.data) if entry.evaluator else None  # before training: it may train a judge
         try:
             with self.tracker.system_metrics(run_id, resume=state is not None):
                 result = train.fit(self.builder(params, seed, run_id, fresh=state is None), self.data, params.train,
                                    epochs=self.exp.budget.epochs, seed=seed, monitor=self.exp.metric,
                                    hooks=[*guard, logger, *hooks], evaluate_test=test, resume=state,
                                    checkpoint=save if every else None, task=entry.task_for(self.data.task),
-                                   loss=entry.loss(params.model))
+                                   loss=entry.loss(params.model), evaluate=evaluate)
         except leases.LeaseLost:
             raise
         except Exception:
@@ -123,8 +124,9 @@ class Trainer:
         return result
 
     def log_pictures(self, run_id: str, model: Any, params: spaces.Params) -> None:
-        """The model's pictures on its repeat run (`pictures/`; models.Entry.pictures), e.g. a VAE's samples from
-        the prior, test inputs and their reconstructions, and for 2-D latents the test set in the latent space."""
+        """The model's pictures on its repeat run (`pictures/`; models.Entry.pictures): a VAE's samples from the
+        prior, test inputs and their reconstructions, and for 2-D latents the test set in the latent space; a GAN's
+        samples (images, or 2-D points over the real ones)."""
         pictures = models.get(params.model_name).pictures
         if pictures is None:
             return
@@ -132,12 +134,15 @@ class Trainer:
 
         pics = pictures(model, self.data, params.model)
         with tempfile.TemporaryDirectory(prefix="dlbench-pictures-") as folder:
-            paths = [plots.image_grid(pics[k], Path(folder) / f"{k}.png", title)
-                     for k, title in (("samples", "samples from the prior (decoder means)"),
-                                      ("inputs", "test inputs"), ("reconstructions", "their reconstructions"))
-                     if pics[k] is not None]
-            if pics["latents"] is not None:
+            titles = (("samples", "samples from the prior (decoder means)" if "latents" in pics else "generated samples"),
+                      ("inputs", "test inputs"), ("reconstructions", "their reconstructions"))
+            paths = [plots.image_grid(pics[k], Path(folder) / f"{k}.png", title) for k, title in titles
+                     if pics.get(k) is not None]
+            if pics.get("latents") is not None:
                 paths.append(plots.latent_scatter(pics["latents"], pics["labels"], Path(folder) / "latent_space.png"))
+            if pics.get("points") is not None:
+                paths.append(plots.sample_scatter(pics["points"], pics["reference"], self.data.modes,
+                                                  Path(folder) / "samples.png"))
             for path in paths:
                 self.tracker.log_artifact(run_id, path, "pictures")
 

@@ -24,7 +24,28 @@ pytestmark = pytest.mark.e2e  # end to end: trains, spawns workers or starts ser
 
 JAX = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONUNBUFFERED": "1"}
 
-BUILD_AND_STEP = """
+GAN_STEP = """
+from keras import ops
+entry = models.get("gan")
+for arch, shape in (("dense", (2,)), ("dcgan", (8, 8, 1))):
+    info = types.SimpleNamespace(input_shape=shape, num_classes=10, task="classification", vocab=0, outputs=10)
+    hp = entry.hparams(architecture=arch, spectral_norm=True, d_steps=2, g_batch_norm=True, d_batch_norm=True,
+                       latent_dim=8)
+    model = entry.build(hp, info)
+    model.compile(keras.optimizers.Adam(1e-3))
+    x = np.random.default_rng(0).random((32, *shape), dtype="float32")
+    nets = {"generator": model.generator, "discriminator": model.discriminator}
+    before = {k: [ops.convert_to_numpy(v).copy() for v in net.trainable_variables] for k, net in nets.items()}
+    history = model.fit(x, x, epochs=2, batch_size=16, verbose=0, validation_data=(x, x))
+    assert all(np.isfinite(history.history["loss"])) and "val_d_loss" in history.history, history.history
+    for k, net in nets.items():  # every weight matrix of both networks moved
+        assert all(not np.array_equal(ops.convert_to_numpy(v), b) for v, b in zip(net.trainable_variables, before[k])
+                   if b.ndim > 1), k
+    assert (int(model.optimizer.discriminator.iterations), int(model.optimizer.generator.iterations)) == (8, 4)
+    print("trained gan-" + arch, shape)
+"""
+
+BUILD_AND_STEP = "GAN_STEP = " + repr(GAN_STEP) + """
 import types, numpy as np, keras
 from dlbench import models
 assert keras.backend.backend() == "jax", keras.backend.backend()
@@ -56,6 +77,9 @@ model.compile("adam", entry.loss(hp))
 x = rng.random((16, 8, 8, 1), dtype="float32")
 assert all(np.isfinite(model.fit(x, x, epochs=1, batch_size=8, verbose=0).history["loss"]))
 print("trained vae-conv (8, 8, 1)")
+# The GAN's own train step (models/adversarial.py), on its convolutional path with spectral normalisation, batch
+# norm in both networks and two discriminator steps: both networks learn, each optimizer counts its own steps.
+exec(GAN_STEP)
 # Token inputs (ids in [0, vocab)), which the sequence builders embed themselves; with the paths the defaults
 # above leave out (two directions, batch norm, learned positions).
 token_params = {"rnn": dict(bidirectional=True), "tcn": dict(batch_norm=True),
@@ -77,11 +101,22 @@ def test_every_dlbench_builder_trains_under_jax():
     assert proc.returncode == 0, proc.stderr[-4000:]
     trained = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("trained")}
     assert {"mlp", "autoencoder", "logistic", "perceptron", "cnn", "vgg", "resnet", "mobilenet",
-            "inception", "rnn", "tcn", "transformer", "conv_autoencoder", "vae", "vae-conv"} <= trained
+            "inception", "rnn", "tcn", "transformer", "conv_autoencoder", "vae", "vae-conv", "gan", "gan-dense",
+            "gan-dcgan"} <= trained
     assert "trained cnn (40, 1)" in proc.stdout  # the 1-D path too
     assert "trained transformer (8, 8, 1)" in proc.stdout  # the Vision Transformer path
     for name in ("rnn", "tcn", "transformer"):
         assert f"trained {name} (40, 1)" in proc.stdout and f"trained {name} tokens" in proc.stdout
+
+
+def test_the_gan_step_trains_under_pytorch():
+    """The third backend of the GAN's train step (autograd); the other models' paths are Keras's own."""
+    pytest.importorskip("torch")
+    script = "import types, numpy as np, keras\nfrom dlbench import models\nassert keras.backend.backend() == 'torch'\n"
+    proc = subprocess.run([sys.executable, "-c", script + GAN_STEP], cwd=ROOT, capture_output=True, text=True,
+                          env={**JAX, "KERAS_BACKEND": "torch"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "trained gan-dense (2,)" in proc.stdout and "trained gan-dcgan (8, 8, 1)" in proc.stdout
 
 
 def _run_jax(spec: str, tmp_path, tag: str) -> "pandas.DataFrame":  # noqa: F821

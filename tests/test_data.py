@@ -178,8 +178,8 @@ def test_mnist1d_is_generated_from_its_seed_cached_and_leaves_global_rngs_alone(
 
 
 def test_every_dataset_is_listed_with_where_its_data_comes_from():
-    assert data.names() == ["adding", "cifar10", "copy_memory", "digits", "fashion_mnist", "mnist", "mnist1d", "mnist5k",
-                            "retrieve", "reverse", "sort", "spirals"]
+    assert data.names() == ["adding", "cifar10", "copy_memory", "digits", "fashion_mnist", "grid25", "mnist", "mnist1d",
+                            "mnist5k", "retrieve", "reverse", "ring8", "sort", "spirals"]
     for name in data.names():
         desc = data.get(name).description
         assert ("offline" in desc) != ("download on first use" in desc), (name, desc)

@@ -59,10 +59,18 @@ def test_models_data_and_spec_import_nothing_else_from_dlbench():
 
 
 def test_models_use_keras_only_never_a_backend():
-    # Backend-agnostic: nothing under dlbench/models/ touches tf., jnp. or torch.
+    # Backend-agnostic: nothing under dlbench/models/ touches tf., jnp. or torch, but for the GAN's train step: Keras
+    # has no backend-neutral way to take a gradient, so models/adversarial.py takes it in one method per backend.
+    tokens = ("tensorflow", "tf.", "jnp.", "torch")
     for path in (PKG / "models").glob("*.py"):
         src = path.read_text()
-        assert not any(tok in src for tok in ("tensorflow", "tf.", "jnp.", "torch")), path
+        if path.name == "adversarial.py":
+            per_backend = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef)
+                           and n.name in ("_tensorflow_train_step", "_torch_train_step")]
+            for node in per_backend:  # cut them out; nothing else may name a backend
+                src = src.replace(ast.get_source_segment(path.read_text(), node), "")
+            assert len(per_backend) == 2
+        assert not any(tok in src for tok in tokens), path
 
 
 def test_list_and_help_answer_without_importing_tensorflow():
@@ -78,7 +86,7 @@ def test_list_and_help_answer_without_importing_tensorflow():
 # the tracking store) fails this test.
 LAYERS = [
     {"spec", "data", "models", "signatures", "progress", "gpus", "gradnorms", "leases"},
-    {"stats", "storage", "runtime", "search", "recipe", "tracking"},
+    {"stats", "storage", "runtime", "search", "recipe", "tracking", "fields"},
     {"plots", "train"},
     {"plugins", "checkpoints", "pretrain", "lifecycle", "comparison"},
     {"spaces", "claims", "gather"},

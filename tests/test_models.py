@@ -87,7 +87,7 @@ def test_mlp_max_norm_needs_hidden_layers():
 
 
 def test_registry_refuses_unknown_names_listing_known_ones():
-    with pytest.raises(ValueError, match="known models: autoencoder, cnn, conv_autoencoder, inception, inception_v3, logistic, mlp, "
+    with pytest.raises(ValueError, match="known models: autoencoder, cnn, conv_autoencoder, gan, inception, inception_v3, logistic, mlp, "
                                          "mobilenet, mobilenet_v2, perceptron, resnet, resnet50, rnn, tcn, transformer, vae, vgg"):
         models.get("lenet9")
     with pytest.raises(ValueError, match=r"known datasets: (\w+, )*digits, (\w+, )*spirals"):

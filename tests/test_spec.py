@@ -27,9 +27,9 @@ def _run(capsys, tmp_path, text: str, *extra: str) -> tuple[int, str]:
     [
         (("pruner = \"none\"", "pruner = \"none\"\ncolour = \"red\""), "colour", "unknown key; allowed keys here"),
         (("name = \"spirals\"", "name = \"nosuchdata\""), "dataset",
-         "known datasets: adding, cifar10, copy_memory, digits, fashion_mnist, mnist, mnist1d, mnist5k, retrieve, "
-         "reverse, sort, spirals"),
-        (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: autoencoder, cnn, conv_autoencoder, inception"),
+         "known datasets: adding, cifar10, copy_memory, digits, fashion_mnist, grid25, mnist, mnist1d, mnist5k, "
+         "retrieve, reverse, ring8, sort, spirals"),
+        (("model = \"mlp\"", "model = \"transformer9\""), "model", "known models: autoencoder, cnn, conv_autoencoder, gan, inception"),
         (("model = \"mlp\"", "model = \"cnn\""), "dataset", "cnn needs images (height, width, channels) or sequences"),
         (("[arms.relu]\nactivation = \"relu\"", "[arms.relu]"), "arms.relu", "empty arm"),
         (("[arms.relu]", "[arms.tanh]"), "arms.tanh", "declared twice"),

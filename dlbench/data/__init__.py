@@ -6,7 +6,7 @@ import dataclasses
 import functools
 from typing import Any, Callable, Mapping
 
-from dlbench.data import digits, keras_datasets, mnist5k, mnist_1d, sequences, spirals
+from dlbench.data import digits, keras_datasets, mixtures, mnist5k, mnist_1d, sequences, spirals
 from dlbench.data._common import DatasetInfo, DatasetUnavailable, Split, TASK_METRICS
 
 __all__ = ["DatasetInfo", "DatasetUnavailable", "Split", "Entry", "get", "names", "load", "register", "TASK_METRICS"]
@@ -39,6 +39,8 @@ def _register(name: str, load: Callable, options: type, description: str) -> Non
 
 _register("digits", digits.load, digits.Options, digits.DESCRIPTION)
 _register("spirals", spirals.load, spirals.Options, spirals.DESCRIPTION)
+_register("ring8", mixtures.load_ring8, mixtures.RingOptions, mixtures.DESCRIPTIONS["ring8"])
+_register("grid25", mixtures.load_grid25, mixtures.GridOptions, mixtures.DESCRIPTIONS["grid25"])
 _register("mnist5k", mnist5k.load, mnist5k.Options, mnist5k.DESCRIPTION)
 _register("mnist1d", mnist_1d.load, mnist_1d.Options, mnist_1d.DESCRIPTION)
 _register("mnist", keras_datasets.load_mnist, keras_datasets.Options, keras_datasets.DESCRIPTIONS["mnist"])

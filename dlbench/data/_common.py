@@ -21,9 +21,13 @@ import pydantic
 #     any regularization penalty the loss may carry).
 #   generative (a VAE, whatever the dataset): `elbo` is the evidence lower bound per example in nats (higher is
 #     better), `reconstruction` its -log p(x|z) part and `kl` its KL part (models/vae.py).
+#   adversarial (a GAN, whatever the dataset): `d_loss`, `g_loss` and the discriminator's mean outputs `d_real`,
+#     `d_fake` (models/adversarial.py); `loss` is their sum. Sample-quality metrics depend on the dataset
+#     (models/gan_metrics.py, models.Entry.metrics_on).
 TASK_METRICS = {"classification": ("loss", "accuracy"), "reconstruction": ("loss", "reconstruction_error"),
                 "tagging": ("loss", "accuracy", "sequence_accuracy"), "regression": ("loss", "mse"),
-                "generative": ("loss", "elbo", "reconstruction", "kl")}
+                "generative": ("loss", "elbo", "reconstruction", "kl"),
+                "adversarial": ("loss", "d_loss", "g_loss", "d_real", "d_fake")}
 # The tasks a dataset can have (reconstruction is what a model does with any of them).
 DATASET_TASKS = ("classification", "tagging", "regression")
 # The target of a tagging position that has nothing to predict.
@@ -65,6 +69,10 @@ class DatasetInfo:
     test: Split
     unlabeled: Split | None = None
     vocab: int = 0
+    # A known mixture of Gaussians the data is drawn from (ring8, grid25): its means (k, features) and common
+    # standard deviation, against which a generator's samples are scored (models/gan_metrics.py).
+    modes: np.ndarray | None = None
+    mode_std: float = 0.0
 
     @classmethod
     def from_arrays(cls, name: str, task: str, train, val, test, num_classes: int | None = None) -> "DatasetInfo":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from dlbench.models import (applications, autoencoder, cnn, conv_autoencoder, inception, linear, mlp, mobilenet,
+from dlbench.models import (applications, autoencoder, cnn, conv_autoencoder, gan, inception, linear, mlp, mobilenet,
                             resnet, rnn, tcn, transformer, vae, vgg)
 
 __all__ = ["Entry", "get", "names", "register"]
@@ -24,7 +24,8 @@ class Entry:
     description: str
     # What the model is trained to do: "classification" (supervised: it fits the dataset's own task and targets,
     # one of `tasks`), "reconstruction" (targets are the inputs, whatever the dataset) or "generative" (a VAE:
-    # fitted to its inputs on the negative ELBO). With the dataset's task it fixes the metrics a spec may name
+    # fitted to its inputs on the negative ELBO) or "adversarial" (a GAN: fitted to its inputs by its own train
+    # step). With the dataset's task it fixes the metrics a spec may name
     # (`task_for`).
     task: str = "classification"
     # The dataset tasks (data.DATASET_TASKS) a supervised model can fit; checked with the spec.
@@ -43,6 +44,12 @@ class Entry:
     # What a trained model shows a user, as arrays (model, DatasetInfo, HParams) -> {name: array or None}: logged
     # as figures on each repeat run (units.Trainer.log_pictures); None: nothing to show.
     pictures: Callable[[Any, Any, Any], dict] | None = None
+    # Metrics the model logs beyond its task's (data.TASK_METRICS) -> None where a dataset (DatasetInfo) allows
+    # them, else why not; checked with the spec's metric.
+    metrics_on: Callable[[Any], dict[str, str | None]] = lambda info: {}
+    # For those metrics: DatasetInfo -> (model, "val" or "test") -> {name: value}, computed after every epoch and
+    # on testing (train.fit's `evaluate`); None: none.
+    evaluator: Callable[[Any], Callable] | None = None
     # Where a plugin comes from ("module:function (path)") and the sha256 of its source (part of the spec hash);
     # empty for the built-ins.
     source: str = ""
@@ -50,7 +57,7 @@ class Entry:
 
     def task_for(self, dataset_task: str) -> str:
         """The task the model trains for on a dataset of `dataset_task`: that task, or the model's own
-        unsupervised one ("reconstruction", "generative")."""
+        unsupervised one ("reconstruction", "generative", "adversarial")."""
         return self.task if self.task in UNSUPERVISED else dataset_task
 
     @property
@@ -60,7 +67,7 @@ class Entry:
         return self.loss is not _task_loss
 
 
-UNSUPERVISED = ("reconstruction", "generative")  # the tasks a model brings whatever the dataset's
+UNSUPERVISED = ("reconstruction", "generative", "adversarial")  # the tasks a model brings whatever the dataset's
 _MODELS: dict[str, Entry] = {}
 
 
@@ -80,6 +87,9 @@ register(Entry("conv_autoencoder", conv_autoencoder.build, conv_autoencoder.HPar
                 accepts=conv_autoencoder.accepts))
 register(Entry("vae", vae.build, vae.HParams, vae.DESCRIPTION, task="generative", loss=vae.loss,
                 tasks=("classification", "tagging", "regression"), fits=vae.fits, pictures=vae.pictures))
+register(Entry("gan", gan.build, gan.HParams, gan.DESCRIPTION, task="adversarial", loss=lambda hp: hp.gan_loss,
+                tasks=("classification", "tagging", "regression"), fits=gan.fits, pictures=gan.pictures,
+                metrics_on=gan.metrics_on, evaluator=gan.evaluator))
 register(Entry("logistic", linear.build_logistic, linear.LogisticHParams, linear.LOGISTIC_DESCRIPTION,
                 tasks=("classification",)))
 register(Entry("perceptron", linear.build_perceptron, linear.PerceptronHParams, linear.PERCEPTRON_DESCRIPTION,

@@ -1,5 +1,5 @@
 """Custom Keras layers for the autoencoders: input corruption (masking, Gaussian), a tied-weight decoder, and the
-VAE's reparameterised sample.
+VAE's reparameterised sample; spectrally normalised Dense and Conv2D layers for GAN discriminators.
 
 Imported by the builders when they build (not by the registry), so `dlbench list` never loads Keras.
 """
@@ -109,3 +109,48 @@ class GaussianSample(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
+
+
+def _spectral_normalized(layer, kernel, training: bool):
+    """`kernel` divided by its largest singular value sigma (Miyato et al. 2018), estimated by one power iteration
+    from the layer's persistent vector `sn_u`, which training updates. The gradient flows through sigma (u and v
+    are held constant), as in the paper; the kernel variable itself is never overwritten."""
+    matrix = ops.reshape(kernel, (-1, kernel.shape[-1]))
+    u = layer.sn_u.value
+    v = ops.stop_gradient(_unit(ops.matmul(u, ops.transpose(matrix))))
+    u = ops.stop_gradient(_unit(ops.matmul(v, matrix)))
+    sigma = ops.sum(ops.matmul(v, matrix) * u)
+    if training:
+        layer.sn_u.assign(u)
+    return kernel / sigma
+
+
+def _unit(x):
+    return x / (ops.sqrt(ops.sum(ops.square(x))) + 1e-12)
+
+
+class _SpectrallyNormalized:
+    """Mixed into a Dense or Conv2D (channels last) layer: its kernel is spectrally normalised on every call."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.sn_u = self.add_weight(shape=(1, self.kernel.shape[-1]), trainable=False, name="sn_u",
+                                    initializer=keras.initializers.RandomNormal(stddev=1.0))
+
+    def call(self, inputs, training=False):
+        kernel = _spectral_normalized(self, self.kernel, training)
+        y = ops.matmul(inputs, kernel) if isinstance(self, keras.layers.Dense) else self.convolution_op(inputs, kernel)
+        if self.use_bias:
+            y = y + self.bias  # the last axis: units, or channels last
+        return self.activation(y) if self.activation is not None else y
+
+
+@keras.saving.register_keras_serializable(package="dlbench")
+class SpectralDense(_SpectrallyNormalized, keras.layers.Dense):
+    """A Dense layer whose kernel is spectrally normalised on every call (`_spectral_normalized`)."""
+
+
+@keras.saving.register_keras_serializable(package="dlbench")
+class SpectralConv2D(_SpectrallyNormalized, keras.layers.Conv2D):
+    """A Conv2D layer (channels last) whose kernel is spectrally normalised on every call (`_spectral_normalized`,
+    the kernel read as a (height x width x channels_in, filters) matrix)."""

@@ -25,6 +25,19 @@ def needs_images(input_shape: tuple[int, ...], model: str, min_size: int = 1) ->
     return None
 
 
+def halving_images(setting: str, blocks: int, input_shape: tuple[int, ...], instead: str) -> str | None:
+    """Why a `setting` (e.g. 'encoder = "conv"') that halves images `blocks` times (or grows them from that size)
+    cannot take inputs of `input_shape`, or None: it needs images whose sides divide by 2^blocks. `instead` names
+    the dense alternative."""
+    if len(input_shape) != 3:
+        return (f"{setting} needs images (height, width, channels); got inputs of shape {tuple(input_shape)} (for "
+                f"digits and mnist5k set the dataset option shape = \"image\", or use {instead})")
+    if any(s % 2 ** blocks for s in input_shape[:2]):
+        return (f"{setting} with {blocks} blocks halves {input_shape[0]}x{input_shape[1]} images {blocks} times: each "
+                f"side must be a multiple of {2 ** blocks}; use fewer blocks")
+    return None
+
+
 def check_input(message: str | None) -> None:
     """Raise the ValueError of an `accepts` check at build time (spec checks report it before anything runs)."""
     if message is not None:

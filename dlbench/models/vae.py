@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 
 import pydantic
 
+from dlbench.models import refusals
 from dlbench.models.blocks import Activation, Initializer, activation, initializer
 
 DESCRIPTION = ("Variational autoencoder: dense or convolutional encoder/decoder, latent_dim, beta (beta-VAE), "
@@ -47,12 +48,8 @@ class HParams:
 
 def fits(hp: HParams, input_shape: tuple[int, ...]) -> str | None:
     """Why these hyperparameters cannot take inputs of `input_shape`, or None."""
-    if hp.encoder == "conv" and len(input_shape) != 3:
-        return (f"encoder = \"conv\" needs images (height, width, channels); got inputs of shape {input_shape} (for "
-                "digits and mnist5k set the dataset option shape = \"image\", or use encoder = \"dense\")")
-    if hp.encoder == "conv" and any(s % 2 ** hp.blocks for s in input_shape[:2]):
-        return (f"encoder = \"conv\" with {hp.blocks} blocks halves {input_shape[0]}x{input_shape[1]} images "
-                f"{hp.blocks} times: each side must be a multiple of {2 ** hp.blocks}; use fewer blocks")
+    if hp.encoder == "conv":
+        return refusals.halving_images('encoder = "conv"', hp.blocks, input_shape, 'encoder = "dense"')
     return None
 
 
