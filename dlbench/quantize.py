@@ -166,6 +166,7 @@ def _accuracy(probs: np.ndarray, y: np.ndarray) -> float:
 def _silenced() -> Iterator[None]:
     """Hold back what the converter writes to stdout and stderr (C++ included): export notices, calibration
     chatter. Exceptions pass through with their messages."""
+    import io
     import sys
 
     sys.stdout.flush()
@@ -175,7 +176,8 @@ def _silenced() -> Iterator[None]:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stdout(io.StringIO()):  # Python's own prints, wherever sys.stdout points
+                yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -243,7 +245,8 @@ class _TFLite:
             converter.representative_dataset = lambda: ([rows[i:i + 1]] for i in range(len(rows)))
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter._experimental_disable_per_channel = granularity == "per_tensor"  # noqa: SLF001 (see above)
-        with _silenced():
+        with _silenced(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")  # float inputs: fine
             return converter.convert()
 
     def quantized(self, mode: str, granularity: str, calibration: np.ndarray) -> bytes:
@@ -257,13 +260,13 @@ class _TFLite:
     def _interpreter(flatbuffer: bytes, batch: int):
         import tensorflow as tf
 
-        with warnings.catch_warnings():  # tf.lite.Interpreter is deprecated in favour of LiteRT (not installed)
+        with warnings.catch_warnings(), _silenced():  # deprecated in favour of LiteRT (not installed); its notices
             warnings.simplefilter("ignore")
             interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
-        inp = interpreter.get_input_details()[0]
-        if batch != inp["shape"][0]:
-            interpreter.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]])
-        interpreter.allocate_tensors()
+            inp = interpreter.get_input_details()[0]
+            if batch != inp["shape"][0]:
+                interpreter.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]])
+            interpreter.allocate_tensors()
         return interpreter, inp["index"], interpreter.get_output_details()[0]["index"]
 
     def predict(self, flatbuffer: bytes, x: np.ndarray, chunk: int = 256) -> np.ndarray:
