@@ -42,8 +42,6 @@ import numpy as np
 from dlbench import runtime
 from dlbench.spec import Experiment, SpecError
 
-MODES = ("none", "float16", "int8")
-GRANULARITIES = ("per_channel", "per_tensor")
 CALIBRATION_ROWS = 200  # training examples that calibrate int8 activation ranges (TFLite representative dataset)
 # Latency: warm-up calls, then REPEATS timings of NUMBER calls each at batch size 1; the median per example.
 WARMUP, REPEATS, NUMBER = 20, 7, 50
@@ -171,7 +169,11 @@ def _silenced() -> Iterator[None]:
 
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no file descriptors 1 and 2 (some embedded interpreters): nothing to hold back
+        yield
+        return
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
