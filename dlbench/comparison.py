@@ -30,6 +30,8 @@ class ArmData:
     model: str | None
     trials: list[Any]  # the arm's Optuna trials (FrozenTrial), every state
     directions: list[Any]  # its study's directions (StudyDirection per objective)
+    quantize: str | None = None  # how its repeats' models were quantized ("int8", "int8 per_tensor"); None: not
+    float_values: dict[int, float] = dataclasses.field(default_factory=dict)  # seed -> the float model's metric
 
 
 @dataclasses.dataclass
@@ -56,6 +58,15 @@ class ArmResult:
     params_count: float | None = None
     flops_per_example: float | None = None
     examples_per_second: float | None = None
+    # Post-training quantization (dlbench.quantize), medians over the repeats that measure it: the float and the
+    # quantized model's size in bytes and CPU latency per example (ms, batch size 1), how the arm quantizes (None:
+    # it does not; `values` are then the quantized model's), and the mean of its float model's compared metric.
+    model_bytes: float | None = None
+    quantized_bytes: float | None = None
+    latency_ms: float | None = None
+    quantized_latency_ms: float | None = None
+    quantize: str | None = None
+    float_mean: float | None = None
     # A multi-objective search's complete trials: each one's objective values (Report.objectives' order), and
     # which of them the arm repeated.
     trial_objectives: list[list[float]] = dataclasses.field(default_factory=list)
@@ -147,7 +158,7 @@ def build(exp: Experiment, data: list[ArmData], alpha: float = 0.05) -> Report:
             trials_complete=count(TrialState.COMPLETE), trials_pruned=count(TrialState.PRUNED),
             trials_failed=count(TrialState.FAIL), tuning_seconds=seconds,
             expected_best=stats.expected_max(scored, len(scored), higher_is_better=higher), model=g.model,
-            **g.costs,
+            **g.costs, quantize=g.quantize, float_mean=_mean(list(g.float_values.values())) if g.float_values else None,
             trial_objectives=[list(t.values) for t in complete] if exp.multi_objective else [],
             repeated_trial=complete.index(best) if best is not None and exp.multi_objective else None,
         ))

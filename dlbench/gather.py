@@ -15,7 +15,9 @@ from dlbench.comparison import ArmData, compared_metric
 from dlbench.spec import Experiment, SpecError
 from dlbench.storage import redact
 
-COSTS = ("params_count", "flops_per_example", "examples_per_second")  # medians over each arm's finished repeats
+# Medians over each arm's finished repeats; the sizes and latencies of repeats that measure them (dlbench.quantize).
+COSTS = ("params_count", "flops_per_example", "examples_per_second", "model_bytes", "quantized_bytes", "latency_ms",
+         "quantized_latency_ms")
 
 
 def gather(exp: Experiment, storage_url: str, tracker: T.Tracker) -> list[ArmData]:
@@ -28,16 +30,27 @@ def gather(exp: Experiment, storage_url: str, tracker: T.Tracker) -> list[ArmDat
         metric = compared_metric(exp)
         done = [r for r in repeats if r.info.status == "FINISHED" and metric in r.data.metrics]
         study = study_of(exp, storage_url, arm)
+        # A repeat that quantized its model is compared on the quantized model's metric (its float one kept apart).
+        quantized = [r for r in done if f"quantized_{metric}" in r.data.metrics]
         out.append(ArmData(
-            arm=arm, values={int(r.data.tags[T.TAG_SEED]): r.data.metrics[metric] for r in done},
+            arm=arm, values={int(r.data.tags[T.TAG_SEED]): r.data.metrics.get(f"quantized_{metric}",
+                                                                             r.data.metrics[metric]) for r in done},
             tuned=[r.data.metrics.get(f"best_{exp.metric}", float("nan")) for r in done],
             repeats_failed=sum(r.info.status == "FAILED" for r in repeats),
             costs={k: _median([r.data.metrics[k] for r in done if k in r.data.metrics]) for k in COSTS},
             model=done[0].data.params.get("model") if done else None,
             trials=study.get_trials(deepcopy=False) if study else [],
             directions=list(study.directions) if study else [],
+            quantize=_quantize_label(quantized[0].data.params) if quantized else None,
+            float_values={int(r.data.tags[T.TAG_SEED]): r.data.metrics[metric] for r in quantized},
         ))
     return out
+
+
+def _quantize_label(params: dict[str, str]) -> str:
+    """"int8", "int8 per_tensor", "float16": how a repeat's model was quantized, from its run's params."""
+    return " ".join([params.get("quantize", "?"), *([params["quantize_granularity"]] if params.get(
+        "quantize_granularity", "per_channel") != "per_channel" else [])])
 
 
 def learning_curves(exp: Experiment, tracker: T.Tracker) -> dict[str, list[list[float]]]:

@@ -53,6 +53,10 @@ class Column:
     compared: bool = False
 
 
+# Post-training quantization (dlbench.quantize): sizes, latencies, how the arm quantizes, its float model's metric.
+QUANTIZATION = ("model_bytes", "quantized_bytes", "latency_ms", "quantized_latency_ms", "quantize", "float_mean")
+
+
 def _pair(v) -> str:
     return f"[{_f(v[0])}, {_f(v[1])}]"
 
@@ -86,6 +90,7 @@ COLUMNS = [
     Column(("params_count",), None, lambda a, c, r: a.params_count),
     Column(("flops_per_example",), None, lambda a, c, r: a.flops_per_example),
     Column(("examples_per_second",), None, lambda a, c, r: a.examples_per_second),
+    *(Column((key,), None, lambda a, c, r, key=key: getattr(a, key)) for key in QUANTIZATION),
 ]
 
 
@@ -141,7 +146,12 @@ def _footer(report: Report) -> list[str]:
     costs = [a for a in report.arms if a.params_count is not None]
     if costs:
         lines.append("Cost per arm (median over repeats; throughput is training examples/s on the machine that ran "
-                     "it): " + "; ".join(_cost(a) for a in costs))
+                     "it" + ("; size and CPU latency per example at batch size 1, float -> quantized" if any(
+                         a.model_bytes for a in costs) else "") + "): " + "; ".join(_cost(a) for a in costs))
+    if any(a.quantize for a in report.arms):
+        lines.append(f"Arms that quantize are compared on their quantized model's {report.metric} (quantized_"
+                     f"{report.metric}); the float model of the same repeats scored: " + ", ".join(
+                         f"{a.arm} {_f(a.float_mean)}" for a in report.arms if a.quantize) + ".")
     for c in report.comparisons:
         if c.note:
             lines.append(f"{c.arm}: {c.note}")
@@ -170,7 +180,18 @@ def _cost(a: ArmResult) -> str:
         parts.append(f"{_si(a.flops_per_example)}FLOPs/example")
     if a.examples_per_second:
         parts.append(f"{a.examples_per_second:,.0f} examples/s")
+    if a.model_bytes:
+        q = f" -> {_si(a.quantized_bytes)}B {a.quantize}" if a.quantize and a.quantized_bytes else ""
+        parts.append(f"size {_si(a.model_bytes)}B float32{q}")
+    if a.latency_ms:
+        q = f" -> {_ms(a.quantized_latency_ms)}" if a.quantize and a.quantized_latency_ms else ""
+        parts.append(f"latency {_ms(a.latency_ms)}{q}")
     return (f"{a.arm} ({a.model})" if a.model else a.arm) + ": " + ", ".join(parts)
+
+
+def _ms(x: float) -> str:
+    """A latency given in ms, in µs below 0.1 ms."""
+    return f"{x * 1e3:.3g} µs" if x < 0.1 else f"{x:.3g} ms"
 
 
 def _si(x: float) -> str:
@@ -279,7 +300,7 @@ def log(report: Report, exp: Experiment, storage_url: str, tracker: T.Tracker, t
                            ("n", a.n), ("best_trial", a.best_trial)):
             if value is not None and not math.isnan(value):
                 metrics[f"{a.arm}.{report.metric}.{key}"] = value
-        for key in ("params_count", "flops_per_example", "examples_per_second"):
+        for key in ("params_count", "flops_per_example", "examples_per_second", *QUANTIZATION[:4], "float_mean"):
             if getattr(a, key) is not None:
                 metrics[f"{a.arm}.{key}"] = getattr(a, key)
     for c in report.comparisons:

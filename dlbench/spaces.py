@@ -135,11 +135,11 @@ def check(exp: Experiment) -> None:
         _check_combinations(exp, arm, TrainHParams, owners)
         _check_recipe(exp, arm, entry, owners, task)
         _check_speed_settings(exp, arm)
-    from dlbench import search  # noqa: PLC0415
+    from dlbench import quantize, search  # noqa: PLC0415
     search.check(exp, lambda arm: int_params(exp, arm))
+    quantize.check(exp, entries, info, lambda arm: resolve(exp, arm, _first_values(exp, arm)).model)
     if any(entries[a.name].source for a in exp.arms):
         from dlbench import plugins  # noqa: PLC0415
-
         plugins.probe(exp, info, lambda arm: resolve(exp, arm, _first_values(exp, arm)).model)
 
 

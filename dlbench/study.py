@@ -20,7 +20,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from dlbench import checkpoints, claims, data, gpus, leases, lifecycle, plugins, runtime, search, spaces, spec, storage
+from dlbench import checkpoints, claims, data, gpus, leases, lifecycle, plugins, quantize, runtime, search, spaces, spec
+from dlbench import storage
 from dlbench import tracking as T
 from dlbench.claims import A_RUN_ID, A_TAKEOVERS, RunError
 from dlbench.progress import Progress, quiet_libraries
@@ -220,6 +221,11 @@ class Worker:
             if self.exp.save_models == "repeats":
                 self.trainer.save_model(run_id, result.model)
             unit.metrics = result.metrics(self.exp.metric)
+            if "quantize" in params.values:  # the spec asks: float and quantized model's size, latency, accuracy
+                quantized, route = quantize.measure(result.model, self.trainer.data, params.train.quantize,
+                                                    params.train.quantize_granularity, seed)
+                unit.metrics.update(quantized)
+                self.tracker.set_tags(run_id, {T.TAG_QUANTIZE_PATH: route})
 
     def work(self) -> None:
         """Tune every arm, then repeat every arm's best configuration (other workers may share the work)."""

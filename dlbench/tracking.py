@@ -57,6 +57,7 @@ TAG_CUDA_VISIBLE = "dlbench.cuda_visible_devices"  # the GPUs this worker was gi
 TAG_DETERMINISM = "dlbench.determinism"
 TAG_PRECISION = "dlbench.precision"
 TAG_JIT = "dlbench.jit_compile"
+TAG_QUANTIZE_PATH = "dlbench.quantize_path"  # keras or tflite: which tool quantized and timed a repeat's model
 TAG_VERDICT = "dlbench.verdict"  # f"{TAG_VERDICT}.{arm}" on the comparison run
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"

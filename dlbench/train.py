@@ -45,6 +45,9 @@ class TrainHParams:
     jit_compile: Literal["auto"] | bool = "auto"  # XLA; "auto" is Keras's choice
     deterministic: bool = True  # op determinism (TensorFlow: tf.config.experimental.enable_op_determinism)
     checkpoint_every: Annotated[int, pydantic.Field(ge=0)] = CHECKPOINT_EVERY  # epochs; 0 = no checkpoints
+    # === Post-training quantization of each seed repeat's trained model (dlbench.quantize); training unchanged ===
+    quantize: Literal["none", "float16", "int8"] = "none"
+    quantize_granularity: Literal["per_channel", "per_tensor"] = "per_channel"
 
     def __post_init__(self):
         recipe.check(self)

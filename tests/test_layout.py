@@ -87,7 +87,7 @@ def test_list_and_help_answer_without_importing_tensorflow():
 LAYERS = [
     {"spec", "data", "models", "signatures", "progress", "gpus", "gradnorms", "leases"},
     {"stats", "storage", "runtime", "search", "recipe", "tracking", "fields"},
-    {"plots", "train"},
+    {"plots", "train", "quantize"},
     {"plugins", "checkpoints", "pretrain", "lifecycle", "comparison"},
     {"spaces", "claims", "gather"},
     {"techniques", "units", "reporting"},

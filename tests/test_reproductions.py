@@ -124,6 +124,25 @@ def test_on_8x8_digits_the_standard_mobilenets_front_lies_above_the_separable_on
     assert _verdicts(report)["separable"] != "better" and report["comparisons"][0]["diff"] < 0
 
 
+def test_int8_keeps_float_accuracy_and_per_tensor_does_not_hurt_this_mobilenet(tmp_path):
+    # Jacob et al. 2018: int8 within about 1% of float; Krishnamoorthi 2018: per-tensor int8 loses much more than
+    # per-channel on MobileNet. Measured (8x8 digits, 3 seeds; the arms of one model quantize the same float
+    # models): every seed's quantized model within 0.0067 of its float one (cnn 0.974 float, 0.973 int8, 0.972 per
+    # tensor; mobilenet 0.892 float, 0.893 int8, 0.890 per tensor); .tflite files 2.6-2.7x smaller for int8,
+    # 3.1-3.4x per tensor, 1.8x for float16. We assert what we measured: int8 and float16 within one point of float per seed, per tensor too on
+    # MobileNet (the per-tensor claim is not reproduced: folded channel ranges differ at most 5.9x here), and the
+    # sizes in order.
+    report = _reproduce(tmp_path, "quantization.toml")
+    for model in ("cnn", "mobilenet"):
+        base = _arm(report, f"{model}_float32")
+        for kind in ("float16", "int8", "int8_per_tensor"):
+            arm = _arm(report, f"{model}_{kind}")
+            assert arm["float_mean"] == pytest.approx(base["mean"], abs=1e-9)  # the same float models
+            assert all(abs(arm["values"][s] - base["values"][s]) <= 0.01 for s in base["values"]), (model, kind)
+        f16, i8, pt = (_arm(report, f"{model}_{k}")["quantized_bytes"] for k in ("float16", "int8", "int8_per_tensor"))
+        assert pt < i8 < base["model_bytes"] / 2.4 and f16 < base["model_bytes"] / 1.7
+
+
 def test_resize_convolution_decoders_reconstruct_digits_worse_than_transposed_ones(tmp_path):
     # Odena et al. 2016: resize-convolution avoids checkerboard artifacts "without loss in quality". Measured (28x28
     # digits, 7x7x4 code, equal parameters): test MSE transposed 0.0024 +- 0.0003; resize_conv worse in all 5 paired
