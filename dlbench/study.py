@@ -20,7 +20,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from dlbench import checkpoints, claims, data, gpus, leases, lifecycle, plugins, runtime, search, spaces, spec, storage
+from dlbench import (checkpoints, claims, data, gpus, leases, lifecycle, plugins, runtime, search, spaces, spec, storage,
+                     transfer)
 from dlbench import tracking as T
 from dlbench.claims import A_RUN_ID, A_TAKEOVERS, RunError
 from dlbench.progress import Progress, quiet_libraries
@@ -197,7 +198,10 @@ class Worker:
                              T.TAG_SEED: seed, T.TAG_CONFIG: config, **claims.holder_tags(leases.me().fields())},
                              parent, params, seed)
 
-        while (claim := self.claims.seed(arm.name, config, new_run)) is not None:
+        while (claim := self.claims.seed(arm.name, config, new_run)) is not None or self._others_repeat(arm, config):
+            if claim is None:  # an arm that others initialise from: wait until every repeat of it has finished
+                time.sleep(1.0)
+                continue
             seed, run_id, taken_over = claim
             fresh = lambda note, s=seed, old=run_id: self._restarted(old, new_run(s), note)  # noqa: E731
             self._run_repeat(arm, seed, Unit(run_id, taken_over, fresh), params)
@@ -217,16 +221,26 @@ class Worker:
                                    on_crash=self._note_crash(f"{arm.name}: seed {seed}")) as unit:
             result = self.trainer.fit(run_id, state, params, seed, hooks=[hook], test=True, lease=lease)
             self.trainer.log_pictures(run_id, result.model, params)
-            if self.exp.save_models == "repeats":
+            if self.exp.save_models == "repeats" or transfer.is_source(self.exp, arm.name):
                 self.trainer.save_model(run_id, result.model)
             unit.metrics = result.metrics(self.exp.metric)
 
+    def _others_repeat(self, arm: Arm, config: str) -> bool:
+        return transfer.is_source(self.exp, arm.name) and bool(self.tracker.runs(
+            role=T.ROLE_REPEAT, arm=arm.name, status="RUNNING", config_hash=config))
+
     def work(self) -> None:
-        """Tune every arm, then repeat every arm's best configuration (other workers may share the work)."""
-        for arm in self.exp.arms:
-            self.tune(arm)
-        for arm in self.exp.arms:
-            self.repeat(arm)
+        """Tune every arm, then repeat every arm's best configuration (other workers may share the work); an arm
+        that initialises from another (`init_from`) comes after that arm's repeats (transfer.stages)."""
+        for stage in transfer.stages(self.exp):
+            for arm in stage:
+                try:
+                    self.trainer.transfer.ready(arm)
+                except transfer.SourceMissing as e:
+                    raise RunError(str(e)) from None
+                self.tune(arm)
+            for arm in stage:
+                self.repeat(arm)
 
 
 def config_hash(values: dict[str, Any]) -> str:
@@ -273,6 +287,8 @@ def run(exp: Experiment, settings: Settings) -> None:
     runtime.prepare_environment(wants_determinism(exp))
     progress = Progress(settings.progress)
     # Create the stores and studies once, before workers race to do it, and keep the spec beside its results.
+    transfer.check(exp, data.load(exp.dataset.name, exp.dataset.options),  # sources in the store, before training
+                   lambda arm: spaces.resolve(exp, arm, spaces.first_values(exp, arm)), settings.tracking_uri)
     opened = storage.open_storage(settings.storage)
     for arm in exp.arms:
         open_study(exp, arm.name, opened)

@@ -44,6 +44,9 @@ class TrainHParams:
     jit_compile: Literal["auto"] | bool = "auto"  # XLA; "auto" is Keras's choice
     deterministic: bool = True  # op determinism (TensorFlow: tf.config.experimental.enable_op_determinism)
     checkpoint_every: Annotated[int, pydantic.Field(ge=0)] = CHECKPOINT_EVERY  # epochs; 0 = no checkpoints
+    # === Transfer (dlbench.transfer applies them when the model is built) ===
+    freeze: Literal["none", "all_but_head"] | Annotated[int, pydantic.Field(ge=0)] = "none"  # leading blocks kept fixed
+    init_from: str | None = None  # initial weights: the best repeat of an arm, "<arm>" or "<experiment>/<arm>"
 
     def __post_init__(self):
         recipe.check(self)
