@@ -309,9 +309,9 @@ def test_the_transfer_experiment_runs_quick_from_its_source(stores):
     by_arm = {r["tags.dlbench.arm"]: r for _, r in runs.iterrows()}
     assert by_arm["scratch"]["params.init_from"] == "" and by_arm["scratch"]["params.frozen_blocks"] == "0"
     assert by_arm["frozen"]["params.frozen_blocks"] == "2" and by_arm["finetuned"]["params.frozen_blocks"] == "0"
-    quick_source = _runs(stores[1], "transfer_source-quick")
+    quick_source = _runs(stores[1], "transfer-source-quick")
     for arm in ("frozen", "finetuned"):
         assert by_arm[arm]["tags.dlbench.init_source_run"] == quick_source[0].info.run_id
-        assert by_arm[arm]["tags.dlbench.init_source"] == "transfer_source-quick/net/seed-0"
+        assert by_arm[arm]["tags.dlbench.init_source"] == "transfer-source-quick/net/seed-0"
         assert (by_arm[arm]["params.init_loaded_variables"], by_arm[arm]["params.init_reinitialized_variables"]) \
             == ("4", "2")  # two hidden layers loaded; a new head
