@@ -177,8 +177,8 @@ def find_source(exp: Experiment, init_from: str, uri: str) -> Source:
     from dlbench import tracking as T
 
     experiment, arm = parse_source(init_from)
-    if experiment is None:
-        experiment, stored = exp.name, {"dataset": exp.dataset, "metric": exp.metric, "arms": exp.arm_names}
+    if experiment is None:  # an arm of this experiment (checked with the spec; --arms may have left it out of `exp`)
+        experiment, stored = exp.name, {"dataset": exp.dataset, "metric": exp.metric, "arms": None}
     else:
         if exp.name.endswith("-quick") and T.stored_spec(uri, f"{experiment}-quick") is not None:
             experiment = f"{experiment}-quick"
@@ -186,10 +186,10 @@ def find_source(exp: Experiment, init_from: str, uri: str) -> Source:
         if stored is None:
             raise SourceMissing(f"the tracking store {uri} holds no experiment {experiment!r}; run its spec first")
         stored["metric"] = stored.get("metric") or stored["metrics"][0]
-    if arm not in stored["arms"]:
-        raise SourceMissing(f"experiment {experiment!r} has no arm {arm!r}; its arms are {', '.join(stored['arms'])}")
     metric = stored["metric"]
     runs = [r for r in T.finished_repeats(uri, experiment, arm) if f"best_{metric}" in r.data.metrics]
+    if not runs and stored["arms"] is not None and arm not in stored["arms"]:  # (as last run: maybe with --arms)
+        raise SourceMissing(f"experiment {experiment!r} has no arm {arm!r}; its arms are {', '.join(stored['arms'])}")
     if not runs:
         raise SourceMissing(f"arm {arm!r} of experiment {experiment!r} has no finished seed repeat yet")
     sign = 1 if train.direction(metric) == "maximize" else -1

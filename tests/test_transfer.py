@@ -259,6 +259,21 @@ def test_an_arm_inits_from_the_best_repeat_of_another_arm_after_it_and_a_rerun_r
 
 
 @pytest.mark.e2e
+def test_an_arm_run_alone_with_arms_inits_from_its_source_arms_earlier_run(tmp_path, stores):
+    storage, uri = stores
+    path = str(write_spec(tmp_path, _same_spec()))
+    args = ("--storage", storage, "--tracking-uri", uri, "--no-progress")
+    early = dlbench("run", path, "--arms", "frozen", *args, check=False)  # nothing to start from yet
+    assert early.returncode == 2
+    assert "field `arms.frozen.init_from`: 'source': arm 'source' of experiment 'same' has no finished" in early.stderr
+    dlbench("run", path, "--arms", "source", *args)
+    dlbench("run", path, "--arms", "frozen", *args)
+    sources = {r.info.run_id for r in _runs(uri, "same") if r.data.tags[T.TAG_ARM] == "source"}
+    frozen = [r for r in _runs(uri, "same") if r.data.tags[T.TAG_ARM] == "frozen"]
+    assert len(frozen) == 2 and all(r.data.tags[T.TAG_INIT_SOURCE_RUN] in sources for r in frozen)
+
+
+@pytest.mark.e2e
 def test_init_from_another_experiments_run_and_its_errors_exit_2_before_training(tmp_path, stores):
     storage, uri = stores
     source = write_spec(tmp_path, _spec("low", '[arms.net]\nactivation = "relu"\n', "classes = [0, 1, 2, 3, 4]"),
