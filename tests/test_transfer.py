@@ -259,6 +259,19 @@ def test_an_arm_inits_from_the_best_repeat_of_another_arm_after_it_and_a_rerun_r
 
 
 @pytest.mark.e2e
+def test_with_two_workers_no_unit_of_a_target_arm_starts_before_every_source_repeat_ended(tmp_path, stores):
+    storage, uri = stores
+    path = write_spec(tmp_path, _same_spec().replace("seeds = 2", "seeds = 3"))
+    dlbench("run", str(path), "--workers", "2", "--storage", storage, "--tracking-uri", uri, "--no-progress")
+    repeats = _runs(uri, "same")
+    source = [r for r in repeats if r.data.tags[T.TAG_ARM] == "source"]
+    targets = [r for r in [*repeats, *_runs(uri, "same", T.ROLE_TRIAL)] if r.data.tags[T.TAG_ARM] != "source"]
+    assert len(source) == 3 and len(targets) == 2 * (3 + 1)
+    assert min(r.info.start_time for r in targets) >= max(r.info.end_time for r in source)
+    assert len({r.data.tags[T.TAG_INIT_SOURCE_RUN] for r in targets}) == 1
+
+
+@pytest.mark.e2e
 def test_an_arm_run_alone_with_arms_inits_from_its_source_arms_earlier_run(tmp_path, stores):
     storage, uri = stores
     path = str(write_spec(tmp_path, _same_spec()))
