@@ -164,6 +164,21 @@ def test_another_number_of_classes_re_initialises_the_head_and_other_shapes_are_
         transfer.load_weights(_mlp(), _source(_mlp(depth=3)), same_labels=True)
 
 
+def test_a_keras_applications_original_inits_from_another_with_a_new_head_for_other_classes():
+    # No downloaded weights: the originals are built with weights=None, and init_from is their only pretraining.
+    entry = models.get("mobilenet_v2")
+    ten = data.load("digits", {"shape": "image", "image_size": 32})
+    five = data.load("digits", {"shape": "image", "image_size": 32, "classes": [5, 6, 7, 8, 9]})
+    keras.utils.set_random_seed(0)
+    source = entry.build(entry.hparams(alpha=0.35), ten)
+    target = entry.build(entry.hparams(alpha=0.35), five)
+    n = sum(len(b.weights) for b in transfer.blocks(target))
+    assert transfer.load_weights(target, _source(source), same_labels=False) == (n - 2, 2)
+    conv = transfer.blocks(target)[0]
+    np.testing.assert_array_equal(conv.get_weights()[0], transfer.blocks(source)[0].get_weights()[0])
+    assert tuple(transfer.blocks(target)[-1].weights[0].shape) == (1280, 5)
+
+
 def test_arms_that_init_from_others_train_after_them(tmp_path):
     exp = spaces.load(write_spec(tmp_path, _same_spec()))
     assert [[a.name for a in s] for s in transfer.stages(exp)] == [["source"], ["frozen", "tuned"]]
