@@ -286,9 +286,9 @@ def run(exp: Experiment, settings: Settings) -> None:
     quiet_libraries()
     runtime.prepare_environment(wants_determinism(exp))
     progress = Progress(settings.progress)
-    # Create the stores and studies once, before workers race to do it, and keep the spec beside its results.
     transfer.check(exp, data.load(exp.dataset.name, exp.dataset.options),  # sources in the store, before training
                    lambda arm: spaces.resolve(exp, arm, spaces.first_values(exp, arm)), settings.tracking_uri)
+    # Create the stores and studies once, before workers race to do it, and keep the spec beside its results.
     opened = storage.open_storage(settings.storage)
     for arm in exp.arms:
         open_study(exp, arm.name, opened)

@@ -300,11 +300,13 @@ def check(exp: Experiment, info, first_params: Callable, uri: str | None = None)
             except ValueError as e:
                 raise SpecError(exp.path, _field(exp, arm, "freeze"), str(e)) from None
         field = _field(exp, arm, "init_from")
+        if names and _values(params.get("pretrain")) not in ((), ("none",)):
+            raise SpecError(exp.path, field, "pretraining and init_from would both set the initial weights; use one")
         for name in names:
             experiment, source_arm = parse_source(name)
             try:
                 if experiment is None and uri is None:
-                    _check_arm(exp, arm, source_arm, params)
+                    _check_arm(exp, arm, source_arm)
                     source = first_params(exp.arm(source_arm))
                     weights = weights_of(models.get(source.model_name).build(source.model, info))
                     load_weights(model, Source(name, exp.name, source_arm, "", 0, 0.0, (), weights), True)
@@ -314,14 +316,12 @@ def check(exp: Experiment, info, first_params: Callable, uri: str | None = None)
                 raise SpecError(exp.path, field, f"{name!r}: {e}") from None
 
 
-def _check_arm(exp: Experiment, arm, source: str, params: Mapping) -> None:
+def _check_arm(exp: Experiment, arm, source: str) -> None:
     if source not in exp.arm_names:
         raise ValueError(f"no arm {source!r} in this experiment (arms: {', '.join(exp.arm_names)}); another "
                          "experiment's arm is named \"<experiment>/<arm>\"")
     if source == arm.name or arm.name in _upstream(exp, source):
         raise ValueError("an arm cannot initialise from itself, directly or through other arms")
-    if _values(params.get("pretrain")) not in ((), ("none",)):
-        raise ValueError("pretraining and init_from would both set the initial weights; use one")
 
 
 def _upstream(exp: Experiment, name: str, seen: frozenset = frozenset()) -> set[str]:

@@ -213,6 +213,8 @@ def _same_spec(width: int = 16) -> str:
      r"block 0 \(hidden_0_dense\) has weight shapes \[\(64, 16\), \(16,\)\] but 'a' has \[\(64, 8\), \(8,\)\]"),
     ('[arms.a]\nwidth = 16\n[arms.b]\ninit_from = "a"\npretrain = "ae"\nactivation = "sigmoid"\n',
      "arms.b.init_from", "pretraining and init_from would both set the initial weights"),
+    ('[arms.a]\ninit_from = "other/a"\npretrain = "dae"\nactivation = "sigmoid"\n',
+     "arms.a.init_from", "pretraining and init_from would both set the initial weights"),
 ])
 def test_bad_freeze_and_init_from_are_spec_errors_naming_the_field(tmp_path, arms, field, message):
     with pytest.raises(SpecError, match=rf"field `{field}`: .*{message}"):
