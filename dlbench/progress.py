@@ -76,6 +76,7 @@ def quiet_libraries() -> None:
     # With a tracking server MLflow prints "View run ... at: URL" for every run it ends, one line per trial;
     # `dlbench run` prints the link to the experiment once, at the end.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # e.g. an init_from source's download
     if "optuna" in sys.modules:  # optuna resets its logger's level when it is imported
         sys.modules["optuna"].logging.set_verbosity(logging.WARNING)
     for name, level in (("optuna", logging.WARNING), ("mlflow", logging.WARNING), ("alembic", logging.WARNING),

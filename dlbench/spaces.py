@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping
 
-from dlbench import data, models, runtime, spec, stats
+from dlbench import data, models, runtime, spec, stats, transfer
 from dlbench.fields import allowed_values, base_type, check_value, field_types
 from dlbench.spec import Choice, Experiment, Range, SpecError
 from dlbench.train import COST_METRICS, TrainHParams, direction
@@ -137,13 +137,14 @@ def check(exp: Experiment) -> None:
         _check_speed_settings(exp, arm)
     from dlbench import quantize, search  # noqa: PLC0415
     search.check(exp, lambda arm: int_params(exp, arm))
-    quantize.check(exp, entries, info, lambda arm: resolve(exp, arm, _first_values(exp, arm)).model)
+    quantize.check(exp, entries, info, lambda arm: resolve(exp, arm, first_values(exp, arm)).model)
+    transfer.check(exp, info, lambda arm: resolve(exp, arm, first_values(exp, arm)))  # freeze, init_from
     if any(entries[a.name].source for a in exp.arms):
         from dlbench import plugins  # noqa: PLC0415
-        plugins.probe(exp, info, lambda arm: resolve(exp, arm, _first_values(exp, arm)).model)
+        plugins.probe(exp, info, lambda arm: resolve(exp, arm, first_values(exp, arm)).model)
 
 
-def _first_values(exp: Experiment, arm: spec.Arm) -> dict[str, Any]:
+def first_values(exp: Experiment, arm: spec.Arm) -> dict[str, Any]:
     """A value for each searched parameter (the low end of a range, the first choice): to build a model once."""
     out = {}
     for k, v in exp.params_for(arm).items():

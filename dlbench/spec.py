@@ -154,7 +154,7 @@ def _arms_toml(arms: tuple[Arm, ...]) -> dict[str, Any]:
 @dataclasses.dataclass(frozen=True)
 class DatasetRef:
     name: str
-    options: Mapping[str, Scalar]
+    options: Mapping[str, Scalar | tuple[Scalar, ...]]
 
 
 class _DatasetTable(pydantic.BaseModel):
@@ -410,8 +410,10 @@ def parse(raw: Mapping[str, Any], path: str | Path = "<spec>") -> Experiment:
     else:
         opts = dict(m.dataset.model_extra or {})
         for k, v in opts.items():
-            if not isinstance(v, (bool, int, float, str)):
-                raise SpecError(path, f"dataset.{k}", f"dataset options are scalars; got {v!r}")
+            if isinstance(v, list) and all(isinstance(x, (bool, int, float, str)) for x in v):
+                opts[k] = v = tuple(v)  # e.g. classes = [0, 1, 2]: hashable, and a list again in `to_raw`
+            if not isinstance(v, (bool, int, float, str, tuple)):
+                raise SpecError(path, f"dataset.{k}", f"dataset options are values or lists of values; got {v!r}")
         dataset = DatasetRef(m.dataset.name, opts)
 
     fixed = {k: _fixed_value(path, f"fixed.{k}", v) for k, v in m.fixed.items()}

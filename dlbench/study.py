@@ -20,8 +20,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from dlbench import checkpoints, claims, data, gpus, leases, lifecycle, plugins, quantize, runtime, search, spaces, spec
-from dlbench import storage
+from dlbench import (checkpoints, claims, data, gpus, leases, lifecycle, plugins, quantize, runtime, search, spaces, spec,
+                     storage, transfer)
 from dlbench import tracking as T
 from dlbench.claims import A_RUN_ID, A_TAKEOVERS, RunError
 from dlbench.progress import Progress, quiet_libraries
@@ -198,7 +198,10 @@ class Worker:
                              T.TAG_SEED: seed, T.TAG_CONFIG: config, **claims.holder_tags(leases.me().fields())},
                              parent, params, seed)
 
-        while (claim := self.claims.seed(arm.name, config, new_run)) is not None:
+        while (claim := self.claims.seed(arm.name, config, new_run)) is not None or self._others_repeat(arm, config):
+            if claim is None:  # an arm that others initialise from: wait until every repeat of it has finished
+                time.sleep(1.0)
+                continue
             seed, run_id, taken_over = claim
             fresh = lambda note, s=seed, old=run_id: self._restarted(old, new_run(s), note)  # noqa: E731
             self._run_repeat(arm, seed, Unit(run_id, taken_over, fresh), params)
@@ -218,7 +221,7 @@ class Worker:
                                    on_crash=self._note_crash(f"{arm.name}: seed {seed}")) as unit:
             result = self.trainer.fit(run_id, state, params, seed, hooks=[hook], test=True, lease=lease)
             self.trainer.log_pictures(run_id, result.model, params)
-            if self.exp.save_models == "repeats":
+            if self.exp.save_models == "repeats" or transfer.is_source(self.exp, arm.name):
                 self.trainer.save_model(run_id, result.model)
             unit.metrics = result.metrics(self.exp.metric)
             if "quantize" in params.values:  # the spec asks: float and quantized model's size, latency, accuracy
@@ -227,12 +230,22 @@ class Worker:
                 unit.metrics.update(quantized)
                 self.tracker.set_tags(run_id, {T.TAG_QUANTIZE_PATH: route})
 
+    def _others_repeat(self, arm: Arm, config: str) -> bool:
+        return transfer.is_source(self.exp, arm.name) and bool(self.tracker.runs(
+            role=T.ROLE_REPEAT, arm=arm.name, status="RUNNING", config_hash=config))
+
     def work(self) -> None:
-        """Tune every arm, then repeat every arm's best configuration (other workers may share the work)."""
-        for arm in self.exp.arms:
-            self.tune(arm)
-        for arm in self.exp.arms:
-            self.repeat(arm)
+        """Tune every arm, then repeat every arm's best configuration (other workers may share the work); an arm
+        that initialises from another (`init_from`) comes after that arm's repeats (transfer.stages)."""
+        for stage in transfer.stages(self.exp):
+            for arm in stage:
+                try:
+                    self.trainer.transfer.ready(arm)
+                except transfer.SourceMissing as e:
+                    raise RunError(str(e)) from None
+                self.tune(arm)
+            for arm in stage:
+                self.repeat(arm)
 
 
 def config_hash(values: dict[str, Any]) -> str:
@@ -278,6 +291,8 @@ def run(exp: Experiment, settings: Settings) -> None:
     quiet_libraries()
     runtime.prepare_environment(wants_determinism(exp))
     progress = Progress(settings.progress)
+    transfer.check(exp, data.load(exp.dataset.name, exp.dataset.options),  # sources in the store, before training
+                   lambda arm: spaces.resolve(exp, arm, spaces.first_values(exp, arm)), settings.tracking_uri)
     # Create the stores and studies once, before workers race to do it, and keep the spec beside its results.
     opened = storage.open_storage(settings.storage)
     for arm in exp.arms:

@@ -40,6 +40,8 @@ TRAINER = {
     "early_stopping": "patience in epochs (0 = off)",
     "select": "weights tested: best validation epoch's or the last",
     "grad_norm_every": "epochs between grad_norm/<layer> logs (0 = off; auto: at most 5% extra compute)",
+    "freeze": "leading blocks (layers with weights) kept fixed; all_but_head trains the output layer only",
+    "init_from": "initial weights: the best seed repeat of an arm, or \"<experiment>/<arm>\" of a finished run",
 }
 DATA = {"label_noise": "fraction of training labels made wrong (val/test clean)"}
 

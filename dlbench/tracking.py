@@ -58,6 +58,8 @@ TAG_DETERMINISM = "dlbench.determinism"
 TAG_PRECISION = "dlbench.precision"
 TAG_JIT = "dlbench.jit_compile"
 TAG_QUANTIZE_PATH = "dlbench.quantize_path"  # keras or tflite: which tool quantized and timed a repeat's model
+TAG_INIT_SOURCE_RUN = "dlbench.init_source_run"  # the repeat run whose weights initialised this one (init_from)
+TAG_INIT_SOURCE = "dlbench.init_source"  # the same as "<experiment>/<arm>/seed-<s>"
 TAG_VERDICT = "dlbench.verdict"  # f"{TAG_VERDICT}.{arm}" on the comparison run
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
@@ -383,6 +385,33 @@ def stored_spec(uri: str, experiment: str) -> dict | None:
     if exp is None or TAG_SPEC not in exp.tags:
         return None
     return json.loads(exp.tags[TAG_SPEC])
+
+
+def finished_repeats(uri: str, experiment: str, arm: str) -> list:
+    """The finished seed repeats of an arm of an experiment in the store, of the configuration its arm run
+    repeats now (its config and spec hash); [] when there are none, or no such experiment."""
+    if stored_spec(uri, experiment) is None:
+        return []
+    client = MlflowClient(tracking_uri=uri)
+    ids = [client.get_experiment_by_name(experiment).experiment_id]
+    arm_runs = client.search_runs(ids, f"tags.`{TAG_ROLE}` = '{ROLE_ARM}' AND tags.`{TAG_ARM}` = '{arm}'",
+                                  order_by=["attributes.start_time DESC"])
+    tags = arm_runs[0].data.tags if arm_runs else {}
+    if TAG_CONFIG not in tags:
+        return []
+    return client.search_runs(ids, f"tags.`{TAG_ROLE}` = '{ROLE_REPEAT}' AND tags.`{TAG_ARM}` = '{arm}' AND "
+                              f"tags.`{TAG_CONFIG}` = '{tags[TAG_CONFIG]}' AND tags.`{TAG_SPEC_HASH}` = "
+                              f"'{tags.get(TAG_SPEC_HASH)}' AND tags.`{TAG_STATE}` = '{STATE_COMPLETE}' AND "
+                              "attributes.status = 'FINISHED'", max_results=1000)
+
+
+def download_artifact(uri: str, run_id: str, path: str, folder: str) -> str | None:
+    """A run's artifact (`path` inside its artifacts) copied into `folder`: its local path, or None if absent."""
+    client = MlflowClient(tracking_uri=uri)
+    parent, _, name = path.rpartition("/")
+    if name not in {Path(f.path).name for f in client.list_artifacts(run_id, parent or None)}:
+        return None
+    return client.download_artifacts(run_id, path, folder)
 
 
 def runs_page(base_url: str, experiment_id: str) -> str:

@@ -48,6 +48,9 @@ class TrainHParams:
     # === Post-training quantization of each seed repeat's trained model (dlbench.quantize); training unchanged ===
     quantize: Literal["none", "float16", "int8"] = "none"
     quantize_granularity: Literal["per_channel", "per_tensor"] = "per_channel"
+    # === Transfer (dlbench.transfer applies them when the model is built) ===
+    freeze: Literal["none", "all_but_head"] | Annotated[int, pydantic.Field(ge=0)] = "none"  # leading blocks kept fixed
+    init_from: str | None = None  # initial weights: the best repeat of an arm, "<arm>" or "<experiment>/<arm>"
 
     def __post_init__(self):
         recipe.check(self)

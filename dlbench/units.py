@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from dlbench import checkpoints, leases, models, pretrain, spaces, train
+from dlbench import checkpoints, leases, models, pretrain, spaces, train, transfer
 from dlbench import tracking as T
 from dlbench.spec import Experiment
 
@@ -32,6 +32,7 @@ class Trainer:
         self.data = data
         self.tracker = tracker
         self.store = store
+        self.transfer = transfer.Transfer(exp, tracker)  # freeze and init_from, applied by `builder`
 
     def start(self, unit: Unit) -> tuple[str, train.TrainState | None]:
         """Where a unit starts: (run id, state to resume from, or None for epoch 0).
@@ -58,8 +59,9 @@ class Trainer:
         return run_id, None
 
     def builder(self, params: spaces.Params, seed: int, run_id: str, fresh: bool):
-        """What `train.fit` calls (after seeding) to get the model: built, then pretrained when its params ask and
-        the unit starts fresh (a resumed unit loads its trained weights instead).
+        """What `train.fit` calls (after seeding) to get the model: built, then pretrained or initialised from
+        another arm's weights (`init_from`) when its params ask and the unit starts fresh (a resumed unit loads its
+        trained weights instead), and its leading blocks frozen (`freeze`; dlbench.transfer).
 
         Pretraining losses go to the same MLflow run as `pretrain/layer_<i>/loss` (step = epoch), with
         `pretrain_seconds` and `pretrain_rows`; `train_seconds` stays the supervised training time alone.
@@ -75,7 +77,7 @@ class Trainer:
                 done = pretrain.greedy_layerwise(model, params.model, pretrain.unlabeled_inputs(self.data),
                                                  params.train, seed=seed, hook=log)
                 self.tracker.log_metrics(run_id, {"pretrain_seconds": done.seconds, "pretrain_rows": done.rows})
-            return model
+            return self.transfer.prepare(model, params.train, run_id, fresh)
 
         return build
 

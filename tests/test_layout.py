@@ -88,7 +88,7 @@ LAYERS = [
     {"spec", "data", "models", "signatures", "progress", "gpus", "gradnorms", "leases"},
     {"stats", "storage", "runtime", "search", "recipe", "tracking", "fields"},
     {"plots", "train", "quantize"},
-    {"plugins", "checkpoints", "pretrain", "lifecycle", "comparison"},
+    {"plugins", "checkpoints", "pretrain", "lifecycle", "comparison", "transfer"},
     {"spaces", "claims", "gather"},
     {"techniques", "units", "reporting"},
     {"study"},

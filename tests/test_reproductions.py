@@ -457,3 +457,22 @@ def test_the_plugin_residual_mlp_trains_where_the_plain_one_stays_at_chance(tmp_
     assert _verdicts(report) == {"residual": "better"}
     means = {a["arm"]: a["mean"] for a in report["arms"]}
     assert means["plain"] < 0.2 and means["residual"] > 0.93
+
+
+# --- transfer learning ---
+
+
+def test_frozen_transferred_features_fall_far_below_fine_tuned_ones_and_fine_tuning_does_not_beat_scratch(tmp_path):
+    # Yosinski et al. 2014: transferred + fine-tuned features generalise at least as well as training from scratch,
+    # frozen ones transfer worse. Measured (digits 0-4 -> 5-9, 10 labels per class, 2x128 ReLU MLP, 10 seeds):
+    # scratch 0.937 +- 0.027, frozen 0.741 +- 0.010 (worse, Holm p < 0.0001), finetuned 0.916 +- 0.018
+    # (-0.021 [-0.043, 0.000], Holm p = 0.053: inconclusive; scratch ahead in 6 of 10 paired seeds). Frozen below
+    # fine-tuned in every seed (+0.175 +- 0.022): that half reproduced; fine-tuning >= scratch did not. Asserted as
+    # measured. The source network comes from its own spec, run first into the same stores.
+    _reproduce(tmp_path, "transfer_source.toml")
+    report = _reproduce(tmp_path, "transfer.toml")
+    verdicts = _verdicts(report)
+    assert verdicts["frozen"] == "worse" and verdicts["finetuned"] != "better"
+    means = {a["arm"]: a["mean"] for a in report["arms"]}
+    assert means["finetuned"] - means["frozen"] > 0.1
+    assert means["finetuned"] < means["scratch"] + 0.01

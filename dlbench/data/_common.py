@@ -133,6 +133,35 @@ class ImageOptions(CommonOptions):
     image_size: Annotated[int, pydantic.Field(ge=1)] | None = None
 
 
+# A class-split task (`classes = [5, 6, 7, 8, 9]`): only those classes, labelled 0..k-1 in the order given.
+Classes = tuple[Annotated[int, pydantic.Field(ge=0)], ...] | None
+
+
+def check_classes(classes: Classes, num_classes: int) -> Classes:
+    """`classes` as a tuple; raises the ValueError of an Options `__post_init__` when it is not a list of two or
+    more distinct labels of the dataset's `num_classes`."""
+    if classes is None:
+        return None
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if len(classes) < 2 or bad or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must list two or more distinct labels among 0..{num_classes - 1}; got "
+                         f"classes = {list(classes)}")
+    return tuple(classes)
+
+
+def select_classes(x: np.ndarray, y: np.ndarray, classes: Classes, n_val: int, n_test: int):
+    """(x, y, n_val, n_test) for the rows of `classes` only, their labels remapped to 0..k-1 in the order given
+    (`classes = [5, 6]`: digit 5 is label 0, digit 6 label 1), and the validation and test sizes scaled by the
+    fraction of rows kept; everything unchanged for `classes = None`."""
+    if classes is None:
+        return x, y, n_val, n_test
+    keep = np.isin(y, classes)
+    relabel = np.full(int(y.max()) + 1, -1, dtype=y.dtype)
+    relabel[list(classes)] = np.arange(len(classes), dtype=y.dtype)
+    fraction = keep.sum() / len(y)
+    return x[keep], relabel[y[keep]], round(n_val * fraction), round(n_test * fraction)
+
+
 def split(x: np.ndarray, y: np.ndarray, *, n_val: int, n_test: int, seed: int) -> tuple[Split, Split, Split]:
     """Stratified train/val/test split, fixed by `seed`."""
     from sklearn.model_selection import train_test_split

