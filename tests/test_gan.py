@@ -206,3 +206,15 @@ def test_the_experiments_run_quick(stores, name, arms, metric):
     client = mlflow.MlflowClient()
     for run_id in runs["run_id"]:
         assert "pictures/samples.png" in {f.path for f in client.list_artifacts(run_id, "pictures")}
+
+
+@pytest.mark.parametrize("name, k, std", [("ring8", 8, 0.02), ("grid25", 25, 0.05)])
+def test_the_mixtures_label_each_point_with_the_mode_it_was_drawn_from(name, k, std):
+    info = data.load(name)
+    assert info.modes.shape == (k, 2) and info.mode_std == std and info.num_classes == k
+    for split in (info.train, info.val, info.test):
+        nearest = np.linalg.norm(split.x[:, None] - info.modes[None], axis=-1).argmin(axis=1)
+        assert (nearest == split.y).all()  # the modes lie far apart beside their spread
+    assert len(info.train) == 6000 and len(info.val) == len(info.test) == 2000
+    # 2,000 real points cover every mode
+    assert gan_metrics.mode_metrics(info.test.x, info.modes, std)["modes"] == k

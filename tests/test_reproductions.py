@@ -165,6 +165,15 @@ def test_a_vaes_test_bound_rises_with_its_latent_size_with_diminishing_returns(t
     assert all(g > 0 for g in gains) and gains[0] > gains[1] > gains[2]
 
 
+def test_batch_norm_in_a_dcgan_generator_lowers_the_frechet_distance(tmp_path):
+    # Radford et al. 2016: batch norm in the generator stabilises training. Measured (8x8 digits, 100 epochs, the
+    # judge's test accuracy 0.977, real vs real 0.43): test Frechet distance without 48.4 +- 22.0 (4 of 5 seeds
+    # collapsed), with 2.50 +- 0.24, -45.9 [-73.2, -18.6], Holm p = 0.0095.
+    report = _reproduce(tmp_path, "dcgan_digits.toml")
+    assert _verdicts(report) == {"batch_norm": "better"}
+    assert _arm(report, "batch_norm")["mean"] < 5 < 10 < _arm(report, "no_batch_norm")["mean"]
+
+
 def test_a_cnn_beats_an_mlp_of_the_same_size_on_digit_images(tmp_path):
     # LeCun et al. 1998. Measured (~31k parameters each, 500 training digits as 8x8 images): cnn 0.965 +- 0.006,
     # mlp 0.953 +- 0.006 test accuracy, +0.012 [0.004, 0.020], Holm p = 0.0089.
