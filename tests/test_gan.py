@@ -218,3 +218,17 @@ def test_the_mixtures_label_each_point_with_the_mode_it_was_drawn_from(name, k, 
     assert len(info.train) == 6000 and len(info.val) == len(info.test) == 2000
     # 2,000 real points cover every mode
     assert gan_metrics.mode_metrics(info.test.x, info.modes, std)["modes"] == k
+
+
+def test_a_saved_gan_loads_back_with_its_weights(tmp_path):
+    import keras
+    from keras import ops
+
+    model, info = _tiny((8, 8, 1), architecture="dcgan", spectral_norm=True, g_batch_norm=True)
+    model.fit(info.train.x[:32], info.train.x[:32], batch_size=16, epochs=1, verbose=0)
+    train.save_model(model, tmp_path / "gan.keras")
+    loaded = keras.saving.load_model(tmp_path / "gan.keras", compile=False)
+    z = np.random.default_rng(0).standard_normal((4, 4)).astype("float32")
+    np.testing.assert_allclose(loaded.generator.predict(z, verbose=0), model.generator.predict(z, verbose=0), atol=1e-6)
+    u = [ops.convert_to_numpy(m.get_layer("d_0").sn_u) for m in (model.discriminator, loaded.discriminator)]
+    np.testing.assert_array_equal(*u)  # the power iteration's state too

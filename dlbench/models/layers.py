@@ -137,6 +137,13 @@ class _SpectrallyNormalized:
         self.sn_u = self.add_weight(shape=(1, self.kernel.shape[-1]), trainable=False, name="sn_u",
                                     initializer=keras.initializers.RandomNormal(stddev=1.0))
 
+    # Every variable, `sn_u` too (Dense and Conv2D save their kernel and bias by name only).
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
     def call(self, inputs, training=False):
         kernel = _spectral_normalized(self, self.kernel, training)
         y = ops.matmul(inputs, kernel) if isinstance(self, keras.layers.Dense) else self.convolution_op(inputs, kernel)
