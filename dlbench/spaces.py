@@ -134,7 +134,7 @@ def check(exp: Experiment) -> None:
         _check_combinations(exp, arm, entry.hparams, owners, lambda hp: entry.fits(hp, tuple(info.input_shape)))
         _check_combinations(exp, arm, TrainHParams, owners)
         _check_recipe(exp, arm, entry, owners, task)
-        _check_speed_settings(exp, arm)
+        _check_speed_settings(exp, arm, entry)
     from dlbench import quantize, search  # noqa: PLC0415
     search.check(exp, lambda arm: int_params(exp, arm))
     quantize.check(exp, entries, info, lambda arm: resolve(exp, arm, first_values(exp, arm)).model)
@@ -232,8 +232,8 @@ def _values(value: Any) -> tuple:
     return value.choices if isinstance(value, Choice) else (value,)
 
 
-def _check_speed_settings(exp: Experiment, arm: spec.Arm) -> None:
-    """Speed settings that cannot run together on this backend."""
+def _check_speed_settings(exp: Experiment, arm: spec.Arm, entry) -> None:
+    """Speed settings that cannot run together on this backend, or with the arm's model."""
     params = exp.params_for(arm)
     defaults = TrainHParams()
     jit = _values(params.get("jit_compile", defaults.jit_compile))
@@ -242,6 +242,9 @@ def _check_speed_settings(exp: Experiment, arm: spec.Arm) -> None:
         raise SpecError(exp.path, _field_of(exp, arm, "jit_compile"), "jit_compile = true cannot run with "
                         "TensorFlow op determinism on (Keras turns XLA off under it); set deterministic = false "
                         "beside it, use jit_compile = \"auto\", or use the JAX backend (KERAS_BACKEND=jax)")
+    if entry.task == "adversarial" and "mixed_float16" in _values(params.get("precision", defaults.precision)):
+        raise SpecError(exp.path, _field_of(exp, arm, "precision"), "a GAN's two updates per step take no loss "
+                        "scaling, so it trains in float32 or mixed_bfloat16, not mixed_float16")
 
 
 def _suggest(trial, name: str, value: Any, annotation: Any) -> Any:

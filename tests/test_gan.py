@@ -171,6 +171,7 @@ def test_training_on_ring8_logs_losses_and_sample_quality_per_epoch():
     ({"dataset": {"name": "ring8"}, "metric": "val_fid"}, "metric", "is a mixture of known modes"),
     ({"fixed": {"gan_loss": "hinge", "label_smoothing": 0.1}}, "arms.a", "the hinge loss has none"),
     ({"fixed": {"architecture": "dcgan"}, "dataset": {"name": "digits"}}, "arms.a", "needs images"),
+    ({"fixed": {"precision": "mixed_float16"}}, "fixed.precision", "not mixed_float16"),
 ])
 def test_spec_refusals_name_the_field(change, field, words):
     from dlbench import spaces
