@@ -174,6 +174,14 @@ def test_the_minimax_gan_loss_covers_the_ring_as_well_as_the_non_saturating_one(
     assert _arm(report, "minimax")["mean"] >= 7.5
 
 
+def test_the_minimax_gan_loss_saturates_when_the_discriminator_leads(tmp_path):
+    # The same with five discriminator updates per generator update: D(G(z)) falls to 0.01, the minimax generator
+    # covers 0 modes in all 5 seeds, the non-saturating one 2.2 +- 0.4 (collapsed onto 2-3 modes), p = 0.0004.
+    report = _reproduce(tmp_path, "gan_losses.toml", "fixed.d_steps=5")
+    assert _verdicts(report) == {"non_saturating": "better"}
+    assert _arm(report, "minimax")["mean"] == 0 < 1 <= _arm(report, "non_saturating")["mean"] < 8
+
+
 def test_batch_norm_in_a_dcgan_generator_lowers_the_frechet_distance(tmp_path):
     # Radford et al. 2016: batch norm in the generator stabilises training. Measured (8x8 digits, 100 epochs, the
     # judge's test accuracy 0.977, real vs real 0.43): test Frechet distance without 48.4 +- 22.0 (4 of 5 seeds
