@@ -171,7 +171,7 @@ class GAN(keras.Model):
     def test_step(self, *args):
         if keras.backend.backend() == "jax":
             (trainable, non_trainable, metrics_vars), data = args
-            (values, _), non_trainable = self._stateless(trainable, non_trainable, lambda: self._evaluate(data))
+            values, non_trainable = self._stateless(trainable, non_trainable, lambda: self._evaluate(data))
             logs, metrics_vars = self._stateless_metrics(metrics_vars, values)
             return logs, (trainable, non_trainable, metrics_vars)
         return self._update_trackers(self._evaluate(args[0]))
@@ -179,10 +179,9 @@ class GAN(keras.Model):
     def _evaluate(self, data):
         x = _inputs(data)
         d_loss, (d_real, d_fake) = self.d_objective(x, training=False)
-        return self._values(d_loss, self.g_objective(ops.shape(x)[0], training=False), d_real, d_fake), None
+        return self._values(d_loss, self.g_objective(ops.shape(x)[0], training=False), d_real, d_fake)
 
     def _update_trackers(self, values):
-        values = values[0] if isinstance(values, tuple) else values
         for tracker in self.trackers:
             tracker.update_state(values[tracker.name])
         return {t.name: t.result() for t in self.trackers}
