@@ -146,3 +146,13 @@ def test_the_experiment_runs_quick(stores):
         pictures = {f.path for f in client.list_artifacts(run_id, "pictures")}
         expected = {"pictures/samples.png", "pictures/inputs.png", "pictures/reconstructions.png"}
         assert pictures == (expected | {"pictures/latent_space.png"} if arm == "z2" else expected)
+
+
+@pytest.mark.e2e
+def test_the_beta_experiment_runs_quick(stores):
+    from conftest import quick_run
+
+    _, runs = quick_run("vae_beta", *stores)
+    assert sorted(runs["tags.dlbench.arm"]) == ["beta_1", "beta_4"]
+    assert sorted(runs["params.beta"].astype(float)) == [1.0, 4.0]
+    assert (runs["metrics.test_kl"] > 0).all() and (runs["metrics.test_elbo"] < 0).all()
