@@ -286,5 +286,5 @@ class GAN(keras.Model):
 
 
 def _inputs(data):
-    """The real batch of a (inputs, targets) pair or of bare inputs."""
-    return data[0] if isinstance(data, (tuple, list)) else data
+    """The real batch of an (inputs, targets) pair or of bare inputs."""
+    return keras.utils.unpack_x_y_sample_weight(data)[0]

@@ -118,15 +118,18 @@ def judge(info) -> Judge:
         trainer = keras.Model(model.inputs, model.outputs[0])
         trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                         metrics=["accuracy"])
-        best = keras.callbacks.ModelCheckpoint(str(folder / f"{key}.tmp.weights.h5"), monitor="val_accuracy",
-                                               save_best_only=True, save_weights_only=True)
-        folder.mkdir(parents=True, exist_ok=True)
+        best = {"accuracy": -1.0, "weights": None}  # the best validation epoch's weights, kept in memory
+
+        def keep(epoch, logs):
+            if logs["val_accuracy"] > best["accuracy"]:
+                best.update(accuracy=logs["val_accuracy"], weights=trainer.get_weights())
+
         trainer.fit(info.train.x, info.train.y, validation_data=(info.val.x, info.val.y), epochs=40, batch_size=64,
-                    verbose=0, callbacks=[best])
-        trainer.load_weights(str(folder / f"{key}.tmp.weights.h5"))
-        (folder / f"{key}.tmp.weights.h5").unlink()
+                    verbose=0, callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=keep)])
+        trainer.set_weights(best["weights"])
         accuracy = float(trainer.evaluate(info.test.x, info.test.y, verbose=0, return_dict=True)["accuracy"])
         tmp = folder / f"{key}.{os.getpid()}.npz"
+        folder.mkdir(parents=True, exist_ok=True)
         np.savez(tmp, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
         (folder / f"{key}.json").write_text(json.dumps({"test_accuracy": accuracy, "dataset": info.name}))
         os.replace(tmp, path)  # whole files only: another worker may be reading
